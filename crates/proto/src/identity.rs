@@ -1,0 +1,213 @@
+//! A party's identity: a vodozemac Olm account (Curve25519 identity key, Ed25519 device key)
+//! plus a separate Ed25519 seal key kept for ratifying agreements only. The public half is the
+//! [`Card`]; two cards give the safety number the humans compare out of band.
+
+use backchannel_wire::codec::{Reader, Writer};
+use serde::{Deserialize, Serialize};
+use vodozemac::olm::{Account, AccountPickle};
+use zeroize::Zeroizing;
+
+use crate::crypto::{random_array, sha256};
+use crate::error::{ProtoError, Result};
+
+/// Longest display name or side label, in bytes.
+pub const MAX_LABEL: usize = 64;
+
+/// What a party shows others: who it is and its public keys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Card {
+    pub name: String,
+    pub side: String,
+    /// Olm Curve25519 identity key.
+    pub identity_key: [u8; 32],
+    /// Olm Ed25519 device key (vodozemac signs nothing of ours with it; kept for completeness).
+    pub device_key: [u8; 32],
+    /// Ed25519 key used only to ratify agreements.
+    pub seal_key: [u8; 32],
+}
+
+impl Card {
+    pub fn encode(&self, w: &mut Writer) {
+        w.bytes16(self.name.as_bytes()).bytes16(self.side.as_bytes());
+        w.raw(&self.identity_key).raw(&self.device_key).raw(&self.seal_key);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let m = ProtoError::malformed;
+        let name = r.str16(MAX_LABEL).map_err(m("card name"))?;
+        let side = r.str16(MAX_LABEL).map_err(m("card side"))?;
+        let card = Card {
+            name,
+            side,
+            identity_key: r.array().map_err(m("card"))?,
+            device_key: r.array().map_err(m("card"))?,
+            seal_key: r.array().map_err(m("card"))?,
+        };
+        validate_label(&card.name)
+            .map_err(|_| ProtoError::PeerMisbehaved("empty or control characters in a name"))?;
+        validate_label(&card.side)
+            .map_err(|_| ProtoError::PeerMisbehaved("empty or control characters in a side"))?;
+        Ok(card)
+    }
+
+    fn key_material(&self) -> Vec<u8> {
+        [self.identity_key, self.device_key, self.seal_key].concat()
+    }
+
+    /// This card's own fingerprint: 30 digits from its keys (shown by `whoami`).
+    pub fn fingerprint(&self) -> String {
+        digits(&sha256(&[b"backchannel/fingerprint/v1", &self.key_material()]))
+    }
+}
+
+/// The safety number of two cards: the same 30 digits on both sides, whoever computes it.
+pub fn safety_number(a: &Card, b: &Card) -> String {
+    let (ka, kb) = (a.key_material(), b.key_material());
+    let (lo, hi) = if ka <= kb { (ka, kb) } else { (kb, ka) };
+    digits(&sha256(&[b"backchannel/safety-number/v1", &lo, &hi]))
+}
+
+/// Six groups of five decimal digits, each from 40 bits of the hash (≈ 100 bits in all).
+fn digits(hash: &[u8; 32]) -> String {
+    let groups: Vec<String> = hash
+        .chunks_exact(5)
+        .take(6)
+        .map(|c| {
+            let v = c.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            format!("{:05}", v % 100_000)
+        })
+        .collect();
+    groups.join(" ")
+}
+
+/// Checks a name or side label: 1..=64 bytes, no control characters.
+pub fn validate_label(label: &str) -> std::result::Result<(), &'static str> {
+    if label.trim().is_empty() {
+        return Err("must not be empty");
+    }
+    if label.len() > MAX_LABEL {
+        return Err("must be at most 64 bytes");
+    }
+    if label.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(())
+}
+
+/// A party's secret state. Not `Clone`, no derived `Debug`: the keys stay in one place.
+pub struct Identity {
+    pub name: String,
+    pub side: String,
+    pub(crate) account: Account,
+    seal_secret: Zeroizing<[u8; 32]>,
+}
+
+/// The persisted form of an [`Identity`]; the client encrypts it before it touches disk.
+#[derive(Serialize, Deserialize)]
+pub struct IdentityPickle {
+    name: String,
+    side: String,
+    account: AccountPickle,
+    seal_secret: Zeroizing<[u8; 32]>,
+}
+
+impl Identity {
+    /// A fresh identity with new keys.
+    pub fn generate(name: &str, side: &str) -> std::result::Result<Self, &'static str> {
+        validate_label(name)?;
+        validate_label(side)?;
+        Ok(Self {
+            name: name.to_owned(),
+            side: side.to_owned(),
+            account: Account::new(),
+            seal_secret: Zeroizing::new(random_array()),
+        })
+    }
+
+    pub fn card(&self) -> Card {
+        Card {
+            name: self.name.clone(),
+            side: self.side.clone(),
+            identity_key: self.account.curve25519_key().to_bytes(),
+            device_key: *self.account.ed25519_key().as_bytes(),
+            seal_key: self.seal_public_key(),
+        }
+    }
+
+    /// The public half of the seal key.
+    pub fn seal_public_key(&self) -> [u8; 32] {
+        let secret = vodozemac::Ed25519SecretKey::from_slice(&self.seal_secret);
+        *secret.public_key().as_bytes()
+    }
+
+    /// The seal's secret bytes, for the ratification code that signs with them. Handle with care.
+    pub fn dangerous_seal_secret(&self) -> &[u8; 32] {
+        &self.seal_secret
+    }
+
+    pub fn pickle(&self) -> IdentityPickle {
+        IdentityPickle {
+            name: self.name.clone(),
+            side: self.side.clone(),
+            account: self.account.pickle(),
+            seal_secret: self.seal_secret.clone(),
+        }
+    }
+
+    pub fn from_pickle(p: IdentityPickle) -> Self {
+        Self {
+            name: p.name,
+            side: p.side,
+            account: Account::from_pickle(p.account),
+            seal_secret: p.seal_secret,
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("name", &self.name).field("side", &self.side).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IdentityPickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityPickle(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safety_number_is_symmetric_and_key_bound() {
+        let a = Identity::generate("Alice", "Delegation A").unwrap().card();
+        let b = Identity::generate("Bao", "Delegation B").unwrap().card();
+        let c = Identity::generate("Bao", "Delegation B").unwrap().card();
+        assert_eq!(safety_number(&a, &b), safety_number(&b, &a));
+        assert_ne!(safety_number(&a, &b), safety_number(&a, &c), "same name, other keys");
+        assert_eq!(safety_number(&a, &b).len(), 35);
+    }
+
+    #[test]
+    fn card_round_trip_and_bad_labels() {
+        let card = Identity::generate("Alice", "Delegation A").unwrap().card();
+        let mut w = Writer::default();
+        card.encode(&mut w);
+        assert_eq!(Card::decode(&mut Reader::new(&w.buf)).unwrap(), card);
+        assert!(Identity::generate("", "x").is_err());
+        assert!(Identity::generate("a\u{7}", "x").is_err());
+        assert!(Identity::generate(&"x".repeat(65), "x").is_err());
+    }
+
+    #[test]
+    fn pickle_keeps_keys_and_debug_hides_them() {
+        let id = Identity::generate("Alice", "A").unwrap();
+        let secret = *id.dangerous_seal_secret();
+        let shown = format!("{:?} {:?}", id, id.pickle());
+        assert!(!shown.contains(&format!("{:?}", &secret[..4])), "{shown}");
+        let back = Identity::from_pickle(id.pickle());
+        assert_eq!(back.card(), id.card());
+    }
+}

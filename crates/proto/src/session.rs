@@ -1,0 +1,370 @@
+//! Pairwise sessions: Olm (vodozemac) inside, the post-quantum chain around it, blocks
+//! outside. A frame is `0x01 | ML-KEM ciphertext[1088] | pq-sealed` for the handshake and
+//! `0x02 | pq-sealed` afterwards; pq-sealed holds `olm_type u8 | olm message`.
+
+use backchannel_wire::codec::Reader;
+use libcrux_ml_kem::mlkem768;
+use serde::{Deserialize, Serialize};
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{OlmMessage, SessionConfig};
+
+use crate::block::{FrameId, MAX_FRAME_BLOCKS, chunk_capacity, seal_frame};
+use crate::crypto::{SecretKey, random_array, sha256};
+use crate::error::{ProtoError, Result};
+use crate::identity::{Card, Identity};
+use crate::invitation::{Invitation, KEM_CIPHERTEXT_LEN, PendingInvitation, kem_keypair};
+use crate::message::{ChannelId, Hello, Kind, MAX_BODY, Message, Route};
+use crate::pq::{PqChains, Role};
+
+const FRAME_HANDSHAKE: u8 = 1;
+const FRAME_NORMAL: u8 = 2;
+/// Frame bytes beyond the message body: headers of every layer, with room to spare.
+const FRAME_OVERHEAD: usize = 512;
+
+/// An established pairwise session with one contact.
+pub struct Session {
+    pub peer: Card,
+    /// Where our frames to the peer go.
+    pub send_route: Route,
+    /// The key of our own receive queue's blocks.
+    pub recv_block_key: SecretKey,
+    olm: vodozemac::olm::Session,
+    pq: PqChains,
+    next_seq: Vec<(ChannelId, u64)>,
+}
+
+/// A message sealed for the host: the blocks to put in the peer's queue.
+pub struct Sealed {
+    pub message: Message,
+    pub frame_id: FrameId,
+    pub blocks: Vec<Vec<u8>>,
+}
+
+/// Persisted form of a [`Session`]; encrypted by the client store.
+#[derive(Serialize, Deserialize)]
+pub struct SessionPickle {
+    peer: Card,
+    send_route: Route,
+    recv_block_key: SecretKey,
+    olm: vodozemac::olm::SessionPickle,
+    pq: PqChains,
+    next_seq: Vec<(ChannelId, u64)>,
+}
+
+/// Accepts an invitation: makes the session and the handshake frame (a Hello carrying our
+/// card and `reply`, the route to our new receive queue). Consumes the invitation.
+pub fn accept(
+    invitation: Invitation,
+    identity: &Identity,
+    reply: Route,
+    now_ms: u64,
+    block_size: usize,
+) -> Result<(Session, Sealed)> {
+    invitation.check_not_expired(now_ms / 1000).map_err(|_| ProtoError::InvitationExpired)?;
+    let their_identity = Curve25519PublicKey::from_bytes(invitation.inviter.identity_key);
+    let otk = Curve25519PublicKey::from_bytes(invitation.one_time_key);
+    let olm = identity
+        .account
+        .create_outbound_session(SessionConfig::version_1(), their_identity, otk)
+        .map_err(|_| ProtoError::PeerMisbehaved("invitation keys are not usable"))?;
+    let pk: [u8; 1184] = invitation
+        .kem_public
+        .as_slice()
+        .try_into()
+        .map_err(|_| ProtoError::PeerMisbehaved("bad ML-KEM key"))?;
+    let (ct, ss) = mlkem768::encapsulate(&pk.into(), random_array());
+    let transcript = transcript(&invitation.id, &invitation.inviter, &invitation.kem_public, ct.as_slice());
+    let pq = PqChains::derive(&ss, &transcript, Role::Acceptor);
+    let mut session = Session {
+        peer: invitation.inviter,
+        send_route: invitation.route,
+        recv_block_key: reply.block_key.clone(),
+        olm,
+        pq,
+        next_seq: vec![(ChannelId::DIRECT, 1)],
+    };
+    let hello = Hello { card: identity.card(), reply };
+    let message = Message::new(ChannelId::DIRECT, 0, now_ms, Kind::Hello, hello.encode());
+    let mut frame = vec![FRAME_HANDSHAKE];
+    frame.extend_from_slice(ct.as_slice());
+    frame.extend_from_slice(&session.seal_olm(&message)?);
+    let (frame_id, blocks) = seal_frame(&frame, &session.send_route.block_key, block_size)?;
+    Ok((session, Sealed { message, frame_id, blocks }))
+}
+
+/// The inviter's side: turns the handshake frame that arrived on the invitation's queue into
+/// a session. On error the identity is unchanged; on success the caller persists it (its
+/// one-time key is used up).
+pub fn answer(
+    pending: &PendingInvitation,
+    identity: &mut Identity,
+    frame: &[u8],
+) -> Result<(Session, Hello)> {
+    let m = ProtoError::malformed;
+    let mut r = Reader::new(frame);
+    if r.u8().map_err(m("frame"))? != FRAME_HANDSHAKE {
+        return Err(ProtoError::PeerMisbehaved("expected a handshake on an invitation queue"));
+    }
+    let ct: [u8; KEM_CIPHERTEXT_LEN] = r.array().map_err(m("handshake"))?;
+    let keypair = kem_keypair(&pending.kem_seed)?;
+    let ss = mlkem768::decapsulate(keypair.private_key(), &ct.into());
+    let transcript = transcript(&pending.id, &identity.card(), keypair.pk(), &ct);
+    let mut pq = PqChains::derive(&ss, &transcript, Role::Inviter);
+    let olm_bytes = pq.open(r.take(r.remaining()).map_err(m("handshake"))?)?;
+    let OlmMessage::PreKey(prekey) = decode_olm(&olm_bytes)? else {
+        return Err(ProtoError::PeerMisbehaved("handshake without a pre-key message"));
+    };
+    if prekey.one_time_key().to_bytes() != pending.one_time_key {
+        return Err(ProtoError::PeerMisbehaved("handshake for another invitation"));
+    }
+    let created = identity
+        .account
+        .create_inbound_session(SessionConfig::version_1(), prekey.identity_key(), &prekey)
+        .map_err(|_| ProtoError::Forged("handshake"))?;
+    let message = Message::decode(&created.plaintext)?;
+    if message.kind != Kind::Hello || message.sent_at / 1000 > pending.expires_at {
+        return Err(ProtoError::PeerMisbehaved("handshake is not a timely hello"));
+    }
+    let hello = Hello::decode(&message.body)?;
+    if hello.card.identity_key != prekey.identity_key().to_bytes() {
+        return Err(ProtoError::PeerMisbehaved("hello card does not match the session key"));
+    }
+    let session = Session {
+        peer: hello.card.clone(),
+        send_route: hello.reply.clone(),
+        recv_block_key: pending.route.block_key.clone(),
+        olm: created.session,
+        pq,
+        next_seq: vec![(ChannelId::DIRECT, 1)],
+    };
+    Ok((session, hello))
+}
+
+/// Binds the post-quantum root to this invitation and this KEM exchange.
+fn transcript(invitation_id: &[u8; 16], inviter: &Card, kem_public: &[u8], kem_ct: &[u8]) -> [u8; 32] {
+    sha256(&[
+        b"backchannel/transcript/v1",
+        invitation_id,
+        &inviter.identity_key,
+        &sha256(&[kem_public]),
+        kem_ct,
+    ])
+}
+
+fn decode_olm(bytes: &[u8]) -> Result<OlmMessage> {
+    let (kind, body) = bytes.split_first().ok_or(ProtoError::Forged("olm message"))?;
+    OlmMessage::from_parts(usize::from(*kind), body)
+        .map_err(|_| ProtoError::PeerMisbehaved("undecodable olm message"))
+}
+
+impl Session {
+    /// Seals a message of `kind` for the peer, numbering it in its channel.
+    pub fn seal(
+        &mut self,
+        channel: ChannelId,
+        kind: Kind,
+        body: Vec<u8>,
+        now_ms: u64,
+        block_size: usize,
+    ) -> Result<Sealed> {
+        if body.len() > MAX_BODY
+            || body.len() + FRAME_OVERHEAD > chunk_capacity(block_size) * MAX_FRAME_BLOCKS
+        {
+            return Err(ProtoError::ApiMisuse("message too large"));
+        }
+        let seq = self.take_seq(channel);
+        let message = Message::new(channel, seq, now_ms, kind, body);
+        let mut frame = vec![FRAME_NORMAL];
+        frame.extend_from_slice(&self.seal_olm(&message)?);
+        let (frame_id, blocks) = seal_frame(&frame, &self.send_route.block_key, block_size)?;
+        Ok(Sealed { message, frame_id, blocks })
+    }
+
+    fn seal_olm(&mut self, message: &Message) -> Result<Vec<u8>> {
+        let olm =
+            self.olm.encrypt(message.encode()).map_err(|_| ProtoError::ApiMisuse("olm encryption failed"))?;
+        let (kind, body) = olm.to_parts();
+        let mut bytes = vec![kind as u8];
+        bytes.extend_from_slice(&body);
+        Ok(self.pq.seal(&bytes))
+    }
+
+    fn take_seq(&mut self, channel: ChannelId) -> u64 {
+        if let Some((_, next)) = self.next_seq.iter_mut().find(|(c, _)| *c == channel) {
+            *next += 1;
+            return *next - 1;
+        }
+        self.next_seq.push((channel, 2));
+        1
+    }
+
+    /// Opens a whole frame from the peer. A handshake frame seen again (the host replaying the
+    /// first message) is refused as a replay. On error the session is unchanged.
+    pub fn open(&mut self, frame: &[u8]) -> Result<Message> {
+        let (kind, rest) = frame.split_first().ok_or(ProtoError::Malformed {
+            what: "frame",
+            source: backchannel_wire::DecodeError::Truncated { needed: 1 },
+        })?;
+        let sealed = match *kind {
+            FRAME_NORMAL => rest,
+            FRAME_HANDSHAKE => return Err(ProtoError::Replayed),
+            _ => return Err(ProtoError::Forged("frame")),
+        };
+        let mut pq = self.pq.clone();
+        let olm_bytes = pq.open(sealed)?;
+        let olm_message = decode_olm(&olm_bytes)?;
+        let plaintext = self.olm.decrypt(&olm_message).map_err(|e| match e {
+            vodozemac::olm::DecryptionError::MissingMessageKey(_) => ProtoError::Replayed,
+            _ => ProtoError::Forged("olm message"),
+        })?;
+        self.pq = pq;
+        Message::decode(&plaintext)
+    }
+
+    pub fn pickle(&self) -> SessionPickle {
+        SessionPickle {
+            peer: self.peer.clone(),
+            send_route: self.send_route.clone(),
+            recv_block_key: self.recv_block_key.clone(),
+            olm: self.olm.pickle(),
+            pq: self.pq.clone(),
+            next_seq: self.next_seq.clone(),
+        }
+    }
+
+    pub fn from_pickle(p: SessionPickle) -> Self {
+        Self {
+            peer: p.peer,
+            send_route: p.send_route,
+            recv_block_key: p.recv_block_key,
+            olm: vodozemac::olm::Session::from_pickle(p.olm),
+            pq: p.pq,
+            next_seq: p.next_seq,
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("peer", &self.peer.name).field("pq", &self.pq).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SessionPickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionPickle(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{Reassembler, open_block};
+    use crate::invitation;
+    use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
+
+    const BS: usize = 1024;
+
+    fn route() -> Route {
+        let relay = RelayAddress::for_certificate("127.0.0.1", 1, b"c");
+        Route {
+            relay,
+            send_id: QueueId::random(),
+            send_secret: QueueSecret::random(),
+            block_key: SecretKey::random(),
+        }
+    }
+
+    fn frame(blocks: &[Vec<u8>], key: &SecretKey) -> Vec<u8> {
+        let mut r = Reassembler::default();
+        blocks.iter().find_map(|b| r.push(open_block(b, key).unwrap()).unwrap()).unwrap().1
+    }
+
+    /// Alice invites, Bao accepts; returns (alice, bao) sessions and the handshake frame.
+    fn pair() -> (Session, Session, Vec<u8>) {
+        let mut alice = Identity::generate("Alice", "A").unwrap();
+        let bao = Identity::generate("Bao", "B").unwrap();
+        let (inv, pending) =
+            invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
+        let (bao_s, hello) = accept(inv, &bao, route(), 5_000, BS).unwrap();
+        let hs = frame(&hello.blocks, &pending.route.block_key);
+        let (alice_s, got) = answer(&pending, &mut alice, &hs).unwrap();
+        assert_eq!(got.card, bao.card());
+        assert_eq!(alice_s.peer, bao.card());
+        assert_eq!(bao_s.peer, alice.card());
+        (alice_s, bao_s, hs)
+    }
+
+    fn note(s: &mut Session, text: &str) -> Vec<u8> {
+        let sealed = s.seal(ChannelId::DIRECT, Kind::Note, text.as_bytes().to_vec(), 1, BS).unwrap();
+        frame(&sealed.blocks, &s.send_route.block_key)
+    }
+
+    #[test]
+    fn both_directions_in_any_order_then_replay_refused() {
+        let (mut alice, mut bao, _) = pair();
+        let b1 = note(&mut bao, "b1");
+        let a1 = note(&mut alice, "a1");
+        let a2 = note(&mut alice, "a2");
+        assert_eq!(alice.open(&b1).unwrap().body, b"b1");
+        assert_eq!(bao.open(&a2).unwrap().body, b"a2");
+        let m1 = bao.open(&a1).unwrap();
+        assert_eq!((m1.body.as_slice(), m1.sender_seq), (&b"a1"[..], 1));
+        assert_eq!(bao.open(&a1).unwrap_err(), ProtoError::Replayed);
+        assert_eq!(alice.open(&note(&mut bao, "b2")).unwrap().sender_seq, 2);
+    }
+
+    #[test]
+    fn tampered_frames_leave_the_session_usable() {
+        let (mut alice, mut bao, hs) = pair();
+        let a1 = note(&mut alice, "a1");
+        for i in [0, 3, a1.len() / 2, a1.len() - 1] {
+            let mut bad = a1.clone();
+            bad[i] ^= 0x20;
+            assert!(bao.open(&bad).is_err(), "flip at {i}");
+        }
+        assert!(bao.open(&a1[..a1.len() - 3]).is_err());
+        assert_eq!(bao.open(&a1).unwrap().body, b"a1");
+        assert_eq!(alice.open(&hs).unwrap_err(), ProtoError::Replayed, "handshake replay");
+    }
+
+    #[test]
+    fn handshake_is_bound_to_its_invitation() {
+        let mut alice = Identity::generate("Alice", "A").unwrap();
+        let bao = Identity::generate("Bao", "B").unwrap();
+        let (inv1, pending1) =
+            invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
+        let (_, pending2) =
+            invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
+        let (_, hello) = accept(inv1, &bao, route(), 5_000, BS).unwrap();
+        let hs = frame(&hello.blocks, &pending1.route.block_key);
+        assert!(answer(&pending2, &mut alice, &hs).is_err());
+        assert!(answer(&pending1, &mut alice, &hs).is_ok());
+        assert!(answer(&pending1, &mut alice, &hs).is_err(), "one-time key is used up");
+    }
+
+    #[test]
+    fn expired_invitation_and_late_hello_are_refused() {
+        let mut alice = Identity::generate("Alice", "A").unwrap();
+        let bao = Identity::generate("Bao", "B").unwrap();
+        let (inv, pending) =
+            invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
+        assert_eq!(
+            accept(inv.clone(), &bao, route(), 101_000, BS).err().map(|e| e.to_string()),
+            Some(ProtoError::InvitationExpired.to_string())
+        );
+        let (_, hello) = accept(inv, &bao, route(), 100_000, BS).unwrap();
+        let hs = frame(&hello.blocks, &pending.route.block_key);
+        assert!(answer(&pending, &mut alice, &hs).is_ok());
+    }
+
+    #[test]
+    fn pickles_continue_the_session() {
+        let (alice, mut bao, _) = pair();
+        let mut alice = Session::from_pickle(alice.pickle());
+        let a1 = note(&mut alice, "after restore");
+        let mut bao2 = Session::from_pickle(bao.pickle());
+        assert_eq!(bao2.open(&a1).unwrap().body, b"after restore");
+        assert!(bao.open(&a1).is_ok(), "the old copy still has its keys: stores must replace, not fork");
+    }
+}
