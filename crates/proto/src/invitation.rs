@@ -184,6 +184,7 @@ mod tests {
         let relay = backchannel_wire::RelayAddress::for_certificate("127.0.0.1", 4443, b"cert");
         let route = Route {
             relay,
+            block_size: 4096,
             send_id: QueueId::random(),
             send_secret: QueueSecret::random(),
             block_key: SecretKey::random(),

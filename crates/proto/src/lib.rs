@@ -9,20 +9,20 @@
 //! use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
 //!
 //! let relay = RelayAddress::for_certificate("127.0.0.1", 4443, b"cert");
-//! let route = |k| Route { relay: relay.clone(), send_id: QueueId::random(), send_secret: QueueSecret::random(), block_key: k };
+//! let route = |k| Route { relay: relay.clone(), block_size: 4096, send_id: QueueId::random(), send_secret: QueueSecret::random(), block_key: k };
 //! let mut alice = Identity::generate("Alice", "Delegation A").unwrap();
 //! let bao = Identity::generate("Bao", "Delegation B").unwrap();
 //! let (inv, pending) = invitation::create(&mut alice, route(SecretKey::random()), QueueId::random(), QueueSecret::random(), u64::MAX).unwrap();
 //! let text = inv.to_text();
 //! let inv = invitation::Invitation::from_text(&text).unwrap();
-//! let (mut bao_session, hello) = session::accept(inv, &bao, route(SecretKey::random()), 0, 4096).unwrap();
+//! let (mut bao_session, hello) = session::accept(inv, &bao, route(SecretKey::random()), 0).unwrap();
 //!
 //! let frame = |blocks: &[Vec<u8>], key: &SecretKey| {
 //!     let mut r = Reassembler::default();
 //!     blocks.iter().find_map(|b| r.push(open_block(b, key).unwrap()).unwrap()).unwrap().1
 //! };
 //! let (mut alice_session, _) = session::answer(&pending, &mut alice, &frame(&hello.blocks, &pending.route.block_key)).unwrap();
-//! let note = alice_session.seal(ChannelId::DIRECT, Kind::Note, b"an opening".to_vec(), 1, 4096).unwrap();
+//! let note = alice_session.seal(ChannelId::DIRECT, Kind::Note, b"an opening".to_vec(), 1).unwrap();
 //! let got = bao_session.open(&frame(&note.blocks, &bao_session.recv_block_key)).unwrap();
 //! assert_eq!(got.body, b"an opening");
 //! ```

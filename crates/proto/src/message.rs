@@ -2,7 +2,7 @@
 //! `version u8 | kind u8 | channel[16] | sender_seq u64 | msg_id[16] | sent_at u64 | body u32-prefixed`.
 
 use backchannel_wire::codec::{Reader, Writer};
-use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
+use backchannel_wire::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, QueueId, QueueSecret, RelayAddress};
 
 use crate::crypto::{SecretKey, random_array};
 use crate::error::{ProtoError, Result};
@@ -100,6 +100,8 @@ impl Message {
 pub struct Route {
     #[serde(with = "address_text")]
     pub relay: RelayAddress,
+    /// Size of every block that relay stores (fixed per deployment).
+    pub block_size: u32,
     pub send_id: QueueId,
     #[serde(with = "secret_bytes")]
     pub send_secret: QueueSecret,
@@ -108,7 +110,7 @@ pub struct Route {
 
 impl Route {
     pub fn encode(&self, w: &mut Writer) {
-        w.bytes16(self.relay.to_string().as_bytes());
+        w.bytes16(self.relay.to_string().as_bytes()).u32(self.block_size);
         w.raw(&self.send_id.0).raw(&self.send_secret.0).raw(&self.block_key.0);
     }
 
@@ -117,8 +119,13 @@ impl Route {
         let relay_text = r.str16(512).map_err(m("route"))?;
         let relay =
             relay_text.parse().map_err(|_| ProtoError::PeerMisbehaved("bad relay address in route"))?;
+        let block_size = r.u32().map_err(m("route"))?;
+        if !(MIN_BLOCK_SIZE as u32..=MAX_BLOCK_SIZE as u32).contains(&block_size) {
+            return Err(ProtoError::PeerMisbehaved("block size out of range in route"));
+        }
         Ok(Self {
             relay,
+            block_size,
             send_id: QueueId(r.array().map_err(m("route"))?),
             send_secret: QueueSecret(r.array().map_err(m("route"))?),
             block_key: SecretKey(r.array().map_err(m("route"))?),

@@ -58,7 +58,6 @@ pub fn accept(
     identity: &Identity,
     reply: Route,
     now_ms: u64,
-    block_size: usize,
 ) -> Result<(Session, Sealed)> {
     invitation.check_not_expired(now_ms / 1000).map_err(|_| ProtoError::InvitationExpired)?;
     let their_identity = Curve25519PublicKey::from_bytes(invitation.inviter.identity_key);
@@ -88,7 +87,7 @@ pub fn accept(
     let mut frame = vec![FRAME_HANDSHAKE];
     frame.extend_from_slice(ct.as_slice());
     frame.extend_from_slice(&session.seal_olm(&message)?);
-    let (frame_id, blocks) = seal_frame(&frame, &session.send_route.block_key, block_size)?;
+    let (frame_id, blocks) = session.seal_blocks(&frame)?;
     Ok((session, Sealed { message, frame_id, blocks }))
 }
 
@@ -159,25 +158,21 @@ fn decode_olm(bytes: &[u8]) -> Result<OlmMessage> {
 
 impl Session {
     /// Seals a message of `kind` for the peer, numbering it in its channel.
-    pub fn seal(
-        &mut self,
-        channel: ChannelId,
-        kind: Kind,
-        body: Vec<u8>,
-        now_ms: u64,
-        block_size: usize,
-    ) -> Result<Sealed> {
-        if body.len() > MAX_BODY
-            || body.len() + FRAME_OVERHEAD > chunk_capacity(block_size) * MAX_FRAME_BLOCKS
-        {
+    pub fn seal(&mut self, channel: ChannelId, kind: Kind, body: Vec<u8>, now_ms: u64) -> Result<Sealed> {
+        let capacity = chunk_capacity(self.send_route.block_size as usize) * MAX_FRAME_BLOCKS;
+        if body.len() > MAX_BODY || body.len() + FRAME_OVERHEAD > capacity {
             return Err(ProtoError::ApiMisuse("message too large"));
         }
         let seq = self.take_seq(channel);
         let message = Message::new(channel, seq, now_ms, kind, body);
         let mut frame = vec![FRAME_NORMAL];
         frame.extend_from_slice(&self.seal_olm(&message)?);
-        let (frame_id, blocks) = seal_frame(&frame, &self.send_route.block_key, block_size)?;
+        let (frame_id, blocks) = self.seal_blocks(&frame)?;
         Ok(Sealed { message, frame_id, blocks })
+    }
+
+    fn seal_blocks(&self, frame: &[u8]) -> Result<(FrameId, Vec<Vec<u8>>)> {
+        seal_frame(frame, &self.send_route.block_key, self.send_route.block_size as usize)
     }
 
     fn seal_olm(&mut self, message: &Message) -> Result<Vec<u8>> {
@@ -269,6 +264,7 @@ mod tests {
         let relay = RelayAddress::for_certificate("127.0.0.1", 1, b"c");
         Route {
             relay,
+            block_size: BS as u32,
             send_id: QueueId::random(),
             send_secret: QueueSecret::random(),
             block_key: SecretKey::random(),
@@ -286,7 +282,7 @@ mod tests {
         let bao = Identity::generate("Bao", "B").unwrap();
         let (inv, pending) =
             invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
-        let (bao_s, hello) = accept(inv, &bao, route(), 5_000, BS).unwrap();
+        let (bao_s, hello) = accept(inv, &bao, route(), 5_000).unwrap();
         let hs = frame(&hello.blocks, &pending.route.block_key);
         let (alice_s, got) = answer(&pending, &mut alice, &hs).unwrap();
         assert_eq!(got.card, bao.card());
@@ -296,7 +292,7 @@ mod tests {
     }
 
     fn note(s: &mut Session, text: &str) -> Vec<u8> {
-        let sealed = s.seal(ChannelId::DIRECT, Kind::Note, text.as_bytes().to_vec(), 1, BS).unwrap();
+        let sealed = s.seal(ChannelId::DIRECT, Kind::Note, text.as_bytes().to_vec(), 1).unwrap();
         frame(&sealed.blocks, &s.send_route.block_key)
     }
 
@@ -336,7 +332,7 @@ mod tests {
             invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
         let (_, pending2) =
             invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
-        let (_, hello) = accept(inv1, &bao, route(), 5_000, BS).unwrap();
+        let (_, hello) = accept(inv1, &bao, route(), 5_000).unwrap();
         let hs = frame(&hello.blocks, &pending1.route.block_key);
         assert!(answer(&pending2, &mut alice, &hs).is_err());
         assert!(answer(&pending1, &mut alice, &hs).is_ok());
@@ -350,10 +346,10 @@ mod tests {
         let (inv, pending) =
             invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100).unwrap();
         assert_eq!(
-            accept(inv.clone(), &bao, route(), 101_000, BS).err().map(|e| e.to_string()),
+            accept(inv.clone(), &bao, route(), 101_000).err().map(|e| e.to_string()),
             Some(ProtoError::InvitationExpired.to_string())
         );
-        let (_, hello) = accept(inv, &bao, route(), 100_000, BS).unwrap();
+        let (_, hello) = accept(inv, &bao, route(), 100_000).unwrap();
         let hs = frame(&hello.blocks, &pending.route.block_key);
         assert!(answer(&pending, &mut alice, &hs).is_ok());
     }
