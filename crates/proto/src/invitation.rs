@@ -56,7 +56,6 @@ pub struct Invitation {
 pub struct PendingInvitation {
     pub id: [u8; 16],
     pub recv_id: QueueId,
-    #[serde(with = "hex_secret")]
     pub recv_secret: QueueSecret,
     pub route: Route,
     pub one_time_key: [u8; 32],
@@ -157,19 +156,6 @@ impl Invitation {
 
     pub fn check_not_expired(&self, now_secs: u64) -> Result<(), InvitationError> {
         if now_secs > self.expires_at { Err(InvitationError::Expired) } else { Ok(()) }
-    }
-}
-
-mod hex_secret {
-    use backchannel_wire::QueueSecret;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &QueueSecret, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_hex())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<QueueSecret, D::Error> {
-        QueueSecret::from_hex(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

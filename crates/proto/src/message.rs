@@ -98,12 +98,10 @@ impl Message {
 /// queues, and the key its blocks are sealed under.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Route {
-    #[serde(with = "address_text")]
     pub relay: RelayAddress,
     /// Size of every block that relay stores (fixed per deployment).
     pub block_size: u32,
     pub send_id: QueueId,
-    #[serde(with = "secret_bytes")]
     pub send_secret: QueueSecret,
     pub block_key: SecretKey,
 }
@@ -154,32 +152,6 @@ impl Hello {
         let reply = Route::decode(&mut r)?;
         r.finish().map_err(ProtoError::malformed("hello"))?;
         Ok(Self { card, reply })
-    }
-}
-
-mod address_text {
-    use backchannel_wire::RelayAddress;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(a: &RelayAddress, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&a.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RelayAddress, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-mod secret_bytes {
-    use backchannel_wire::QueueSecret;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &QueueSecret, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_hex())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<QueueSecret, D::Error> {
-        QueueSecret::from_hex(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -194,7 +194,8 @@ impl Session {
     }
 
     /// Opens a whole frame from the peer. A handshake frame seen again (the host replaying the
-    /// first message) is refused as a replay. On error the session is unchanged.
+    /// first message, or a second party using the same invitation) is refused. On error the
+    /// session is unchanged.
     pub fn open(&mut self, frame: &[u8]) -> Result<Message> {
         let (kind, rest) = frame.split_first().ok_or(ProtoError::Malformed {
             what: "frame",
@@ -202,7 +203,11 @@ impl Session {
         })?;
         let sealed = match *kind {
             FRAME_NORMAL => rest,
-            FRAME_HANDSHAKE => return Err(ProtoError::Replayed),
+            FRAME_HANDSHAKE => {
+                return Err(ProtoError::PeerMisbehaved(
+                    "a second handshake on an established session (a replay, or a reused invitation)",
+                ));
+            }
             _ => return Err(ProtoError::Forged("frame")),
         };
         let mut pq = self.pq.clone();
@@ -321,7 +326,7 @@ mod tests {
         }
         assert!(bao.open(&a1[..a1.len() - 3]).is_err());
         assert_eq!(bao.open(&a1).unwrap().body, b"a1");
-        assert_eq!(alice.open(&hs).unwrap_err(), ProtoError::Replayed, "handshake replay");
+        assert!(matches!(alice.open(&hs), Err(ProtoError::PeerMisbehaved(_))), "handshake replay");
     }
 
     #[test]

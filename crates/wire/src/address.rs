@@ -66,6 +66,18 @@ impl std::fmt::Debug for RelayAddress {
     }
 }
 
+impl serde::Serialize for RelayAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RelayAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for RelayAddress {
     type Err = AddressError;
 

@@ -88,6 +88,21 @@ impl std::fmt::Debug for QueueSecret {
     }
 }
 
+/// Serialized as hex: it appears only in the client's encrypted store and in WebSocket
+/// subscribe messages, which travel inside TLS.
+impl Serialize for QueueSecret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        Self::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// SHA-256 of a [`QueueSecret`]; compared in constant time.
 #[derive(Clone, Copy, Eq)]
 pub struct SecretHash(pub [u8; 32]);

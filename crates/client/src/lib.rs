@@ -1,0 +1,36 @@
+//! A party's engine: the encrypted local store, the durable outbox, connections to relays,
+//! and the glue that drives the sans-IO protocol core (`backchannel-proto`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), backchannel_client::ClientError> {
+//! use backchannel_client::{Party, Passphrase};
+//! let pass = Passphrase::new("correct horse".into());
+//! let mut alice = Party::init("/tmp/alice".as_ref(), &pass, "Alice", "Delegation A")?;
+//! let relay = "bcr://127.0.0.1:4443#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
+//! let invitation = alice.invite(&relay, 3600).await?;
+//! # let _ = invitation; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod invite;
+mod model;
+mod outbox;
+mod party;
+mod receive;
+mod store;
+mod transport;
+mod watch;
+
+pub use error::{ClientError, Result};
+pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport};
+pub use outbox::{FlushReport, MAX_NOTE};
+pub use party::Party;
+pub use store::Passphrase;
+pub use transport::RelayClient;
+pub use watch::WatchStatus;
+
+/// Lower-case hex of an id, used as a record key.
+pub(crate) fn wire_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,171 @@
+//! What the party keeps (sealed in its store) and what it shows.
+
+use backchannel_proto::delivery::SeqTracker;
+use backchannel_proto::identity::{Card, safety_number};
+use backchannel_proto::message::ChannelId;
+use backchannel_proto::session::SessionPickle;
+use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
+use serde::{Deserialize, Serialize};
+
+pub(crate) const IDENTITY: (&str, &str) = ("identity", "self");
+pub(crate) const CONTACT: &str = "contact";
+pub(crate) const PENDING: &str = "pending";
+pub(crate) const ACCEPTED: &str = "accepted";
+
+/// A receive queue of ours on some relay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inbox {
+    pub relay: RelayAddress,
+    pub recv_id: QueueId,
+    pub recv_secret: QueueSecret,
+}
+
+/// A contact as stored: card, trust, session, inbox and delivery trackers.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ContactRecord {
+    pub card: Card,
+    pub verified: bool,
+    pub session: SessionPickle,
+    pub inbox: Inbox,
+    pub trackers: Vec<(ChannelId, SeqTracker)>,
+    pub added_at: u64,
+}
+
+impl ContactRecord {
+    pub fn tracker(&mut self, channel: ChannelId) -> &mut SeqTracker {
+        let i = match self.trackers.iter().position(|(c, _)| *c == channel) {
+            Some(i) => i,
+            None => {
+                self.trackers.push((channel, SeqTracker::starting_at(1)));
+                self.trackers.len() - 1
+            }
+        };
+        &mut self.trackers[i].1
+    }
+}
+
+/// A contact as shown to the user.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ContactView {
+    pub name: String,
+    pub side: String,
+    pub safety_number: String,
+    pub verified: bool,
+    pub relay: String,
+}
+
+impl ContactView {
+    pub(crate) fn new(me: &Card, c: &ContactRecord) -> Self {
+        Self {
+            name: c.card.name.clone(),
+            side: c.card.side.clone(),
+            safety_number: safety_number(me, &c.card),
+            verified: c.verified,
+            relay: c.send_relay(),
+        }
+    }
+}
+
+impl ContactRecord {
+    fn send_relay(&self) -> String {
+        self.inbox.relay.to_string()
+    }
+}
+
+/// One line of a conversation: a note, or something the client detected.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Note {
+        from: String,
+        outgoing: bool,
+        text: String,
+        /// Sender's clock, ms since the epoch.
+        sent_at: u64,
+        /// Our clock when it arrived (or was queued), ms since the epoch.
+        at: u64,
+        seq: u64,
+    },
+    /// Notes from `from` numbered `first..=last` have not arrived (dropped or delayed).
+    Gap { from: String, first: u64, last: u64, at: u64 },
+    /// Something arrived that failed checks and was not shown as genuine.
+    Rejected { from: String, detail: String, at: u64 },
+    /// The session was set up.
+    Joined { from: String, at: u64 },
+}
+
+/// A timeline entry as shown by `read`: a gap also says whether it is still open.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EntryView {
+    #[serde(flatten)]
+    pub entry: Entry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
+}
+
+/// One fresh outbound message waiting for its relay: the blocks and where they go.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct OutboxItem {
+    pub relay: RelayAddress,
+    pub send_id: QueueId,
+    pub secret: QueueSecret,
+    #[serde(with = "blocks_b64")]
+    pub blocks: Vec<Vec<u8>>,
+}
+
+/// What happened during receiving, for the user to see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Note { from: String, text: String, sent_at: u64 },
+    Joined { name: String, side: String, safety_number: String },
+    Gap { from: String, missing: Vec<(u64, u64)> },
+    GapClosed { from: String, seq: u64 },
+    Rejected { from: String, detail: String },
+    Duplicate { from: String },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Note { from, text, .. } => write!(f, "{from}: {text}"),
+            Event::Joined { name, side, safety_number } => {
+                write!(f, "new contact {name} ({side}); safety number {safety_number}")
+            }
+            Event::Gap { from, missing } => write!(f, "gap: notes from {from} missing: {}", ranges(missing)),
+            Event::GapClosed { from, seq } => write!(f, "late note #{seq} from {from} arrived"),
+            Event::Rejected { from, detail } => write!(f, "REJECTED from {from}'s queue: {detail}"),
+            Event::Duplicate { from } => write!(f, "duplicate from {from} dropped"),
+        }
+    }
+}
+
+pub(crate) fn ranges(r: &[(u64, u64)]) -> String {
+    let parts: Vec<String> =
+        r.iter().map(|(a, b)| if a == b { format!("#{a}") } else { format!("#{a}-#{b}") }).collect();
+    parts.join(", ")
+}
+
+/// Totals of one `sync`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub sent: usize,
+    pub still_queued: usize,
+    pub events: Vec<Event>,
+    /// Relays that could not be reached (what is queued for them stays queued).
+    pub unreachable: Vec<String>,
+}
+
+mod blocks_b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(blocks: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(blocks.iter().map(|b| STANDARD_NO_PAD.encode(b)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        texts.iter().map(|t| STANDARD_NO_PAD.decode(t).map_err(serde::de::Error::custom)).collect()
+    }
+}

@@ -1,0 +1,138 @@
+//! The durable outbox: a note is sealed and stored in one transaction, then delivered when
+//! its relay answers. A crash between the two resends it; the receiver drops the duplicate.
+
+use std::collections::BTreeMap;
+
+use backchannel_proto::message::{ChannelId, Kind};
+use backchannel_proto::session::Session;
+use backchannel_wire::{MAX_BATCH, RelayAddress, SendItem, SendOutcome};
+
+use crate::error::{ClientError, Result};
+use crate::model::{CONTACT, Entry, OutboxItem};
+use crate::party::{Party, find_contact, now_ms};
+
+/// Largest note text, in bytes.
+pub const MAX_NOTE: usize = 1024 * 1024;
+
+/// How a flush of the outbox went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlushReport {
+    pub sent: usize,
+    pub still_queued: usize,
+    pub unreachable: Vec<String>,
+}
+
+impl Party {
+    /// Seals a note to a contact and puts it in the outbox. Nothing is sent yet.
+    pub fn queue_note(&mut self, name: &str, text: &str) -> Result<()> {
+        if text.is_empty() || text.len() > MAX_NOTE {
+            let why = format!("a note has 1 to {MAX_NOTE} bytes (this one has {})", text.len());
+            return Err(ClientError::InvalidInput { what: "note", why });
+        }
+        self.store.tx(|tx| {
+            let (id, mut contact) = find_contact(tx, name)?;
+            let me = crate::party::load_identity(tx)?.name;
+            let mut session = Session::from_pickle(contact.session);
+            let now = now_ms();
+            let sealed = session.seal(ChannelId::DIRECT, Kind::Note, text.as_bytes().to_vec(), now)?;
+            let route = session.send_route.clone();
+            contact.session = session.pickle();
+            tx.put(CONTACT, &id, &contact)?;
+            let entry = Entry::Note {
+                from: me,
+                outgoing: true,
+                text: text.to_owned(),
+                sent_at: now,
+                at: now,
+                seq: sealed.message.sender_seq,
+            };
+            tx.append_timeline(&id, &entry)?;
+            tx.outbox_push(&OutboxItem {
+                relay: route.relay,
+                send_id: route.send_id,
+                secret: route.send_secret,
+                blocks: sealed.blocks,
+            })
+        })
+    }
+
+    /// Delivers what the outbox holds, relay by relay. Items a relay did not fully store stay.
+    pub async fn flush_outbox(&mut self) -> Result<FlushReport> {
+        let items: Vec<(i64, OutboxItem)> = self.store.tx(|tx| tx.outbox())?;
+        let mut by_relay: BTreeMap<String, (RelayAddress, Vec<(i64, OutboxItem)>)> = BTreeMap::new();
+        for (n, item) in items {
+            by_relay
+                .entry(item.relay.to_string())
+                .or_insert_with(|| (item.relay.clone(), Vec::new()))
+                .1
+                .push((n, item));
+        }
+        let mut report = FlushReport::default();
+        for (_, (relay, items)) in by_relay {
+            match self.flush_to(&relay, &items).await {
+                Ok(sent) => {
+                    report.sent += sent;
+                    report.still_queued += items.len() - sent;
+                }
+                Err(e @ (ClientError::RelayUnreachable { .. } | ClientError::RelayNotPinned { .. })) => {
+                    report.unreachable.push(e.to_string());
+                    report.still_queued += items.len();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sends whole items in batches; returns how many items were fully stored (and removed).
+    async fn flush_to(&mut self, relay: &RelayAddress, items: &[(i64, OutboxItem)]) -> Result<usize> {
+        let mut client = self.take_relay(relay).await?;
+        let mut sent = 0;
+        for chunk in batches(items) {
+            let send_items: Vec<SendItem> = chunk
+                .iter()
+                .flat_map(|(_, it)| {
+                    it.blocks.iter().map(|b| SendItem {
+                        send_id: it.send_id,
+                        secret: it.secret.clone(),
+                        block: b.clone(),
+                    })
+                })
+                .collect();
+            let results = client.send(send_items).await?.results;
+            let mut offset = 0;
+            let mut done = Vec::new();
+            for (n, it) in chunk {
+                let outcomes = results.get(offset..offset + it.blocks.len()).unwrap_or(&[]);
+                offset += it.blocks.len();
+                if outcomes.len() == it.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
+                    done.push(*n);
+                } else if outcomes.contains(&SendOutcome::Refused) {
+                    tracing::warn!("relay refused an outbox item (queue gone?); kept for inspection");
+                }
+            }
+            sent += done.len();
+            self.store.tx(|tx| done.iter().try_for_each(|n| tx.outbox_remove(*n)))?;
+        }
+        self.keep_relay(client);
+        Ok(sent)
+    }
+}
+
+/// Groups items so each request carries at most `MAX_BATCH` blocks (a larger item goes alone
+/// and the relay refuses it with a clear error).
+fn batches(items: &[(i64, OutboxItem)]) -> Vec<&[(i64, OutboxItem)]> {
+    let mut out = Vec::new();
+    let (mut start, mut blocks) = (0, 0);
+    for (i, (_, it)) in items.iter().enumerate() {
+        if blocks > 0 && blocks + it.blocks.len() > MAX_BATCH {
+            out.push(&items[start..i]);
+            (start, blocks) = (i, 0);
+        }
+        blocks += it.blocks.len();
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}

@@ -1,0 +1,134 @@
+//! The party: opens its store and answers the simple questions (who am I, who are my
+//! contacts, what was said). Sending, receiving and invitations live in their own modules.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use backchannel_proto::identity::{Card, Identity, IdentityPickle};
+use backchannel_wire::RelayAddress;
+
+use crate::error::{ClientError, Result};
+use crate::model::{CONTACT, ContactRecord, ContactView, Entry, EntryView, IDENTITY};
+use crate::store::{Passphrase, Store, Tx};
+use crate::transport::RelayClient;
+
+/// One party on one device.
+pub struct Party {
+    pub(crate) store: Store,
+    /// Open connections, reused across operations (a TLS handshake per note would dominate).
+    relays: HashMap<String, RelayClient>,
+}
+
+impl std::fmt::Debug for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Party").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Party {
+    /// Creates a new party (identity keys and an empty store) in `home`.
+    pub fn init(home: &Path, passphrase: &Passphrase, name: &str, side: &str) -> Result<Self> {
+        let identity = Identity::generate(name, side)
+            .map_err(|why| ClientError::InvalidInput { what: "name or side", why: why.to_owned() })?;
+        let mut store = Store::create(home, passphrase)?;
+        store.tx(|tx| tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle()))?;
+        Ok(Self { store, relays: HashMap::new() })
+    }
+
+    pub fn open(home: &Path, passphrase: &Passphrase) -> Result<Self> {
+        Ok(Self { store: Store::open(home, passphrase)?, relays: HashMap::new() })
+    }
+
+    /// A connection to `relay`: a kept one if it is still open, else a new one. Give it back
+    /// with [`Party::keep_relay`] after a successful exchange.
+    pub(crate) async fn take_relay(&mut self, relay: &RelayAddress) -> Result<RelayClient> {
+        match self.relays.remove(&relay.to_string()) {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => RelayClient::connect(relay).await,
+        }
+    }
+
+    pub(crate) fn keep_relay(&mut self, client: RelayClient) {
+        self.relays.insert(client.address().to_string(), client);
+    }
+
+    pub fn home(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// This party's public card.
+    pub fn me(&mut self) -> Result<Card> {
+        self.store.tx(|tx| Ok(load_identity(tx)?.card()))
+    }
+
+    pub fn contacts(&mut self) -> Result<Vec<ContactView>> {
+        self.store.tx(|tx| {
+            let me = load_identity(tx)?.card();
+            let all = tx.all::<ContactRecord>(CONTACT)?;
+            Ok(all.iter().map(|(_, c)| ContactView::new(&me, c)).collect())
+        })
+    }
+
+    /// Marks a contact verified, after the humans compared safety numbers out of band.
+    pub fn verify(&mut self, name: &str) -> Result<ContactView> {
+        self.store.tx(|tx| {
+            let me = load_identity(tx)?.card();
+            let (id, mut contact) = find_contact(tx, name)?;
+            contact.verified = true;
+            tx.put(CONTACT, &id, &contact)?;
+            Ok(ContactView::new(&me, &contact))
+        })
+    }
+
+    /// The conversation with a contact, oldest first, with gaps marked open or closed.
+    pub fn read(&mut self, name: &str) -> Result<Vec<EntryView>> {
+        self.store.tx(|tx| {
+            let (id, mut contact) = find_contact(tx, name)?;
+            let entries: Vec<Entry> = tx.timeline(&id)?;
+            Ok(entries.into_iter().map(|entry| view(entry, &mut contact)).collect())
+        })
+    }
+}
+
+fn view(entry: Entry, contact: &mut ContactRecord) -> EntryView {
+    let open = match &entry {
+        Entry::Gap { first, last, .. } => {
+            let missing = contact.tracker(backchannel_proto::message::ChannelId::DIRECT).missing();
+            Some(missing.iter().any(|(a, b)| a <= last && b >= first))
+        }
+        _ => None,
+    };
+    EntryView { entry, open }
+}
+
+pub(crate) fn load_identity(tx: &Tx<'_>) -> Result<Identity> {
+    let pickle: IdentityPickle = tx
+        .get(IDENTITY.0, IDENTITY.1)?
+        .ok_or_else(|| ClientError::Store { path: String::new(), why: "identity missing".into() })?;
+    Ok(Identity::from_pickle(pickle))
+}
+
+/// Finds a contact by `NAME` or `NAME@SIDE` (case-insensitive).
+pub(crate) fn find_contact(tx: &Tx<'_>, query: &str) -> Result<(String, ContactRecord)> {
+    let (name, side) = match query.rsplit_once('@') {
+        Some((n, s)) => (n, Some(s)),
+        None => (query, None),
+    };
+    let mut hits: Vec<(String, ContactRecord)> = tx
+        .all::<ContactRecord>(CONTACT)?
+        .into_iter()
+        .filter(|(_, c)| {
+            c.card.name.eq_ignore_ascii_case(name) && side.is_none_or(|s| c.card.side.eq_ignore_ascii_case(s))
+        })
+        .collect();
+    match hits.len() {
+        0 => Err(ClientError::UnknownContact(query.to_owned())),
+        1 => Ok(hits.remove(0)),
+        _ => Err(ClientError::AmbiguousContact(query.to_owned())),
+    }
+}

@@ -1,0 +1,256 @@
+//! Receiving: blocks are opened, reassembled into frames, and each whole frame is processed
+//! in one transaction (session advanced, timeline appended, frame marked seen). Only then
+//! are its blocks acknowledged to the relay, so a crash at any point loses nothing and shows
+//! nothing twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use backchannel_proto::ProtoError;
+use backchannel_proto::block::{FrameId, Reassembler, open_block};
+use backchannel_proto::crypto::SecretKey;
+use backchannel_proto::delivery::Arrival;
+use backchannel_proto::invitation::PendingInvitation;
+use backchannel_proto::message::{ChannelId, Kind, Message};
+use backchannel_proto::session::{self, Session};
+use backchannel_wire::{Delivered, MAX_BATCH, RelayAddress};
+
+use crate::error::Result;
+use crate::model::{CONTACT, ContactRecord, Entry, Event, IDENTITY, Inbox, PENDING, SyncReport};
+use crate::party::{Party, load_identity, now_ms};
+use crate::store::Tx;
+use crate::transport::RelayClient;
+
+/// One of our receive queues and what its blocks are sealed under.
+#[derive(Clone, Debug)]
+pub(crate) struct InboxRef {
+    /// Contact id (or, before the handshake arrives, the pending invitation's id).
+    pub id: String,
+    pub inbox: Inbox,
+    pub key: SecretKey,
+}
+
+/// Frames in progress, per inbox, with the relay seqs of their blocks.
+#[derive(Default)]
+pub(crate) struct Receiver {
+    partial: HashMap<String, (Reassembler, HashMap<FrameId, BTreeSet<u64>>)>,
+}
+
+impl Party {
+    /// Every queue we read: one per contact and one per unanswered invitation.
+    pub(crate) fn inboxes(&mut self) -> Result<Vec<InboxRef>> {
+        self.store.tx(|tx| {
+            let contacts = tx.all::<ContactRecord>(CONTACT)?.into_iter().map(|(id, c)| {
+                let key = Session::from_pickle(c.session).recv_block_key.clone();
+                InboxRef { id, inbox: c.inbox, key }
+            });
+            let pending = tx.all::<PendingInvitation>(PENDING)?.into_iter().map(|(id, p)| InboxRef {
+                id,
+                inbox: Inbox {
+                    relay: p.route.relay.clone(),
+                    recv_id: p.recv_id,
+                    recv_secret: p.recv_secret.clone(),
+                },
+                key: p.route.block_key.clone(),
+            });
+            Ok(contacts.chain(pending).collect())
+        })
+    }
+
+    /// Delivers the outbox, then fetches, opens and acknowledges everything waiting.
+    pub async fn sync(&mut self) -> Result<SyncReport> {
+        let flushed = self.flush_outbox().await?;
+        let mut report = SyncReport {
+            sent: flushed.sent,
+            still_queued: flushed.still_queued,
+            unreachable: flushed.unreachable,
+            ..SyncReport::default()
+        };
+        let mut by_relay: BTreeMap<String, (RelayAddress, Vec<InboxRef>)> = BTreeMap::new();
+        for inbox in self.inboxes()? {
+            let key = inbox.inbox.relay.to_string();
+            by_relay.entry(key).or_insert_with(|| (inbox.inbox.relay.clone(), Vec::new())).1.push(inbox);
+        }
+        for (name, (relay, inboxes)) in by_relay {
+            let mut client = match self.take_relay(&relay).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if !report.unreachable.iter().any(|u| u.contains(&name)) {
+                        report.unreachable.push(e.to_string());
+                    }
+                    continue;
+                }
+            };
+            for inbox in &inboxes {
+                self.drain(&mut client, inbox, &mut report.events).await?;
+            }
+            self.keep_relay(client);
+        }
+        let _ = self.drop_expired_invitations().await;
+        Ok(report)
+    }
+
+    async fn drain(
+        &mut self,
+        client: &mut RelayClient,
+        inbox: &InboxRef,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let mut rx = Receiver::default();
+        loop {
+            let batch = client.fetch(&inbox.inbox.recv_id, &inbox.inbox.recv_secret, MAX_BATCH).await?;
+            if batch.items.is_empty() {
+                return Ok(());
+            }
+            let mut acks = Vec::new();
+            for item in batch.items {
+                let (a, e) = self.receive_block(&mut rx, inbox, item)?;
+                acks.extend(a);
+                events.extend(e);
+            }
+            if acks.is_empty() {
+                return Ok(()); // only pieces of frames whose other blocks have not arrived
+            }
+            client.ack(&inbox.inbox.recv_id, &inbox.inbox.recv_secret, acks).await?;
+        }
+    }
+
+    /// Takes one delivered block; returns the relay seqs now safe to acknowledge.
+    pub(crate) fn receive_block(
+        &mut self,
+        rx: &mut Receiver,
+        inbox: &InboxRef,
+        item: Delivered,
+    ) -> Result<(Vec<u64>, Vec<Event>)> {
+        let fragment = match open_block(&item.block, &inbox.key) {
+            Ok(f) => f,
+            Err(e) => {
+                let event = self.store.tx(|tx| reject(tx, &inbox.id, &format!("{e}: dropped a block")))?;
+                return Ok((vec![item.seq], vec![event]));
+            }
+        };
+        if self.store.tx(|tx| tx.was_seen(&inbox.id, &fragment.frame_id))? {
+            let from = self.store.tx(|tx| Ok(label(tx, &inbox.id)))?;
+            return Ok((vec![item.seq], vec![Event::Duplicate { from }]));
+        }
+        let (reassembler, seqs) = rx.partial.entry(inbox.id.clone()).or_default();
+        seqs.entry(fragment.frame_id).or_default().insert(item.seq);
+        let whole = match reassembler.push(fragment) {
+            Ok(w) => w,
+            Err(e) => {
+                let event = self.store.tx(|tx| reject(tx, &inbox.id, &e.to_string()))?;
+                return Ok((vec![item.seq], vec![event]));
+            }
+        };
+        let Some((frame_id, frame)) = whole else { return Ok((Vec::new(), Vec::new())) };
+        let acks = seqs.remove(&frame_id).unwrap_or_default().into_iter().collect();
+        let events = self.store.tx(|tx| {
+            tx.mark_seen(&inbox.id, &frame_id, now_ms())?;
+            process_frame(tx, &inbox.id, &frame)
+        })?;
+        Ok((acks, events))
+    }
+}
+
+fn label(tx: &Tx<'_>, id: &str) -> String {
+    match tx.get::<ContactRecord>(CONTACT, id) {
+        Ok(Some(c)) => c.card.name,
+        _ => "an invitation".to_owned(),
+    }
+}
+
+fn reject(tx: &Tx<'_>, id: &str, detail: &str) -> Result<Event> {
+    let from = label(tx, id);
+    tx.append_timeline(id, &Entry::Rejected { from: from.clone(), detail: detail.to_owned(), at: now_ms() })?;
+    Ok(Event::Rejected { from, detail: detail.to_owned() })
+}
+
+/// One whole frame, inside the caller's transaction.
+fn process_frame(tx: &Tx<'_>, id: &str, frame: &[u8]) -> Result<Vec<Event>> {
+    if let Some(contact) = tx.get::<ContactRecord>(CONTACT, id)? {
+        return from_contact(tx, id, contact, frame);
+    }
+    if let Some(pending) = tx.get::<PendingInvitation>(PENDING, id)? {
+        return answer_invitation(tx, id, &pending, frame);
+    }
+    Ok(Vec::new())
+}
+
+fn from_contact(tx: &Tx<'_>, id: &str, mut contact: ContactRecord, frame: &[u8]) -> Result<Vec<Event>> {
+    let mut session = Session::from_pickle(contact.session);
+    let opened = session.open(frame);
+    contact.session = session.pickle();
+    let events = match opened {
+        Ok(msg) if msg.kind == Kind::Note => note(tx, id, &mut contact, msg)?,
+        Ok(msg) => {
+            vec![reject(tx, id, &format!("unsupported message kind {:?}; upgrade Backchannel", msg.kind))?]
+        }
+        Err(ProtoError::Replayed) => vec![reject(tx, id, "a replayed message was dropped")?],
+        Err(e) => vec![reject(tx, id, &format!("{e}; not shown"))?],
+    };
+    tx.put(CONTACT, id, &contact)?;
+    Ok(events)
+}
+
+fn note(tx: &Tx<'_>, id: &str, contact: &mut ContactRecord, msg: Message) -> Result<Vec<Event>> {
+    let from = contact.card.name.clone();
+    let tracker = contact.tracker(ChannelId::DIRECT);
+    let before = tracker.missing();
+    let arrival = tracker.record(msg.sender_seq);
+    let after = tracker.missing();
+    let at = now_ms();
+    let mut events = Vec::new();
+    if arrival == Arrival::Duplicate {
+        return Ok(vec![Event::Duplicate { from }]);
+    }
+    let new_gaps: Vec<(u64, u64)> =
+        after.into_iter().filter(|(a, b)| !before.iter().any(|(c, d)| a <= d && b >= c)).collect();
+    for (first, last) in &new_gaps {
+        tx.append_timeline(id, &Entry::Gap { from: from.clone(), first: *first, last: *last, at })?;
+    }
+    if !new_gaps.is_empty() {
+        events.push(Event::Gap { from: from.clone(), missing: new_gaps });
+    }
+    if arrival == Arrival::Late {
+        events.push(Event::GapClosed { from: from.clone(), seq: msg.sender_seq });
+    }
+    let text = String::from_utf8_lossy(&msg.body).into_owned();
+    let entry = Entry::Note {
+        from: from.clone(),
+        outgoing: false,
+        text: text.clone(),
+        sent_at: msg.sent_at,
+        at,
+        seq: msg.sender_seq,
+    };
+    tx.append_timeline(id, &entry)?;
+    events.push(Event::Note { from, text, sent_at: msg.sent_at });
+    Ok(events)
+}
+
+fn answer_invitation(tx: &Tx<'_>, id: &str, pending: &PendingInvitation, frame: &[u8]) -> Result<Vec<Event>> {
+    let mut identity = load_identity(tx)?;
+    let (session, hello) = match session::answer(pending, &mut identity, frame) {
+        Ok(done) => done,
+        Err(e) => return Ok(vec![reject(tx, id, &format!("invitation answer refused: {e}"))?]),
+    };
+    let now = now_ms();
+    let inbox = Inbox {
+        relay: pending.route.relay.clone(),
+        recv_id: pending.recv_id,
+        recv_secret: pending.recv_secret.clone(),
+    };
+    let contact = ContactRecord {
+        card: hello.card.clone(),
+        verified: false,
+        session: session.pickle(),
+        inbox,
+        trackers: Vec::new(),
+        added_at: now,
+    };
+    tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle())?;
+    tx.delete(PENDING, id)?;
+    tx.put(CONTACT, id, &contact)?;
+    tx.append_timeline(id, &Entry::Joined { from: hello.card.name.clone(), at: now })?;
+    let safety_number = backchannel_proto::identity::safety_number(&identity.card(), &hello.card);
+    Ok(vec![Event::Joined { name: hello.card.name, side: hello.card.side, safety_number }])
+}

@@ -1,0 +1,354 @@
+//! The party's local store: SQLite, with every value sealed under a key derived from the
+//! passphrase (Argon2id). Every change runs in one transaction (WAL, synchronous=FULL), so a
+//! crash or kill leaves either the old or the new state, never a mix.
+
+mod kdf;
+
+use std::path::{Path, PathBuf};
+
+use backchannel_proto::crypto::{SecretKey, hmac, open_random_nonce, seal_random_nonce};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use kdf::Passphrase;
+
+use crate::error::{ClientError, Result};
+
+const DB_FILE: &str = "party.db";
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const CHECK_LABEL: &[u8] = b"backchannel/store-check/v1";
+
+/// An open, unlocked store.
+pub struct Store {
+    conn: Connection,
+    key: SecretKey,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// True when `dir` already holds a party.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_FILE).exists()
+    }
+
+    /// Makes a new store in `dir`, protected by `passphrase`.
+    pub fn create(dir: &Path, passphrase: &Passphrase) -> Result<Self> {
+        if Self::exists(dir) {
+            return Err(ClientError::AlreadyInitialized(dir.display().to_string()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
+        restrict_dir(dir);
+        let conn = connect(dir)?;
+        let (salt, params) = kdf::new_salt_and_params();
+        let key = kdf::derive(passphrase, &salt, &params)?;
+        let mut store = Self { conn, key, dir: dir.to_owned() };
+        store.migrate()?;
+        let check = seal_random_nonce(&store.key, CHECK_LABEL, b"ok");
+        store.tx(|tx| {
+            tx.put_meta("salt", &salt)?;
+            tx.put_meta("kdf", params.as_bytes())?;
+            tx.put_meta("check", &check)
+        })?;
+        Ok(store)
+    }
+
+    /// Opens the store in `dir`; a wrong passphrase is told apart from a damaged store.
+    pub fn open(dir: &Path, passphrase: &Passphrase) -> Result<Self> {
+        if !Self::exists(dir) {
+            return Err(ClientError::NotInitialized(dir.display().to_string()));
+        }
+        let conn = connect(dir)?;
+        let mut store = Self { conn, key: SecretKey([0; 32]), dir: dir.to_owned() };
+        store.migrate()?;
+        let meta = |k: &str| store.meta(k)?.ok_or_else(|| store.damaged("missing key material"));
+        let (salt, params, check) = (meta("salt")?, meta("kdf")?, meta("check")?);
+        let params = kdf::Params::from_bytes(&params).ok_or_else(|| store.damaged("bad KDF parameters"))?;
+        store.key = kdf::derive(passphrase, &salt, &params)?;
+        if open_random_nonce(&store.key, CHECK_LABEL, &check).is_none() {
+            return Err(ClientError::WrongPassphrase(dir.display().to_string()));
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn damaged(&self, why: &str) -> ClientError {
+        ClientError::Store { path: self.dir.display().to_string(), why: format!("store damaged: {why}") }
+    }
+
+    fn meta(&self, k: &str) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+            .optional()
+            .map_err(|e| db_error(&self.dir, &e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let dir = self.dir.clone();
+        let version: i64 =
+            self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| db_error(&dir, &e))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = self.conn.transaction().map_err(|e| db_error(&dir, &e))?;
+            tx.execute_batch(sql).map_err(|e| db_error(&dir, &e))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(|e| db_error(&dir, &e))?;
+            tx.commit().map_err(|e| db_error(&dir, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one write transaction; commits only if it returns `Ok` (stage, then commit).
+    pub fn tx<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let dir = self.dir.clone();
+        let inner = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&dir, &e))?;
+        let mut tx = Tx { inner, key: &self.key, dir: &dir };
+        let out = f(&mut tx)?;
+        tx.inner.commit().map_err(|e| db_error(&dir, &e))?;
+        Ok(out)
+    }
+}
+
+/// One transaction over the store; values are sealed and opened transparently.
+pub struct Tx<'a> {
+    inner: rusqlite::Transaction<'a>,
+    key: &'a SecretKey,
+    dir: &'a Path,
+}
+
+impl Tx<'_> {
+    fn err(&self, e: &rusqlite::Error) -> ClientError {
+        db_error(self.dir, e)
+    }
+
+    fn seal<T: Serialize>(&self, aad: &str, value: &T) -> Result<Vec<u8>> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|e| ClientError::Store {
+            path: self.dir.display().to_string(),
+            why: format!("cannot encode record: {e}"),
+        })?);
+        Ok(seal_random_nonce(self.key, aad.as_bytes(), &json))
+    }
+
+    fn open<T: DeserializeOwned>(&self, aad: &str, sealed: &[u8]) -> Result<T> {
+        let damaged = |why: String| ClientError::Store { path: self.dir.display().to_string(), why };
+        let json = zeroize::Zeroizing::new(
+            open_random_nonce(self.key, aad.as_bytes(), sealed)
+                .ok_or_else(|| damaged(format!("record {aad} failed authentication")))?,
+        );
+        serde_json::from_slice(&json).map_err(|e| damaged(format!("record {aad} unreadable: {e}")))
+    }
+
+    fn put_meta(&self, k: &str, v: &[u8]) -> Result<()> {
+        self.inner
+            .execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)", params![k, v])
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
+        let sealed: Option<Vec<u8>> = self
+            .inner
+            .query_row("SELECT v FROM records WHERE kind = ?1 AND id = ?2", params![kind, id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        sealed.map(|s| self.open(&format!("{kind}/{id}"), &s)).transpose()
+    }
+
+    pub fn put<T: Serialize>(&self, kind: &str, id: &str, value: &T) -> Result<()> {
+        let sealed = self.seal(&format!("{kind}/{id}"), value)?;
+        self.inner
+            .execute(
+                "INSERT OR REPLACE INTO records (kind, id, v) VALUES (?1, ?2, ?3)",
+                params![kind, id, sealed],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    pub fn delete(&self, kind: &str, id: &str) -> Result<()> {
+        self.inner
+            .execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, id])
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    pub fn all<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<(String, T)>> {
+        let mut stmt = self
+            .inner
+            .prepare("SELECT id, v FROM records WHERE kind = ?1 ORDER BY id")
+            .map_err(|e| self.err(&e))?;
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(&e))?;
+        rows.into_iter().map(|(id, v)| Ok((id.clone(), self.open(&format!("{kind}/{id}"), &v)?))).collect()
+    }
+
+    pub fn append_timeline<T: Serialize>(&self, contact: &str, entry: &T) -> Result<()> {
+        let n: i64 = self
+            .inner
+            .query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM timeline", [], |r| r.get(0))
+            .map_err(|e| self.err(&e))?;
+        let sealed = self.seal(&format!("timeline/{n}/{contact}"), entry)?;
+        self.inner
+            .execute("INSERT INTO timeline (n, contact, v) VALUES (?1, ?2, ?3)", params![n, contact, sealed])
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    pub fn timeline<T: DeserializeOwned>(&self, contact: &str) -> Result<Vec<T>> {
+        let mut stmt = self
+            .inner
+            .prepare("SELECT n, v FROM timeline WHERE contact = ?1 ORDER BY n")
+            .map_err(|e| self.err(&e))?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map([contact], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(&e))?;
+        rows.into_iter().map(|(n, v)| self.open(&format!("timeline/{n}/{contact}"), &v)).collect()
+    }
+
+    pub fn outbox_push<T: Serialize>(&self, item: &T) -> Result<()> {
+        let n: i64 = self
+            .inner
+            .query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox", [], |r| r.get(0))
+            .map_err(|e| self.err(&e))?;
+        let sealed = self.seal(&format!("outbox/{n}"), item)?;
+        self.inner
+            .execute("INSERT INTO outbox (n, v) VALUES (?1, ?2)", params![n, sealed])
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<(i64, T)>> {
+        let mut stmt = self.inner.prepare("SELECT n, v FROM outbox ORDER BY n").map_err(|e| self.err(&e))?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(&e))?;
+        rows.into_iter().map(|(n, v)| Ok((n, self.open(&format!("outbox/{n}"), &v)?))).collect()
+    }
+
+    pub fn outbox_remove(&self, n: i64) -> Result<()> {
+        self.inner.execute("DELETE FROM outbox WHERE n = ?1", [n]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Records that a frame was processed; false if it already was (a duplicate or replay).
+    /// Only a keyed hash is stored, so the file does not reveal frame ids.
+    pub fn mark_seen(&self, scope: &str, frame_id: &[u8], now: u64) -> Result<bool> {
+        let digest = hmac(&self.key.0, &[scope.as_bytes(), b"/", frame_id].concat());
+        let inserted = self
+            .inner
+            .execute(
+                "INSERT OR IGNORE INTO seen (digest, at) VALUES (?1, ?2)",
+                params![digest.as_slice(), now as i64],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(inserted == 1)
+    }
+
+    pub fn was_seen(&self, scope: &str, frame_id: &[u8]) -> Result<bool> {
+        let digest = hmac(&self.key.0, &[scope.as_bytes(), b"/", frame_id].concat());
+        let found: Option<i64> = self
+            .inner
+            .query_row("SELECT 1 FROM seen WHERE digest = ?1", [digest.as_slice()], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        Ok(found.is_some())
+    }
+}
+
+fn connect(dir: &Path) -> Result<Connection> {
+    let conn = Connection::open(dir.join(DB_FILE)).map_err(|e| db_error(dir, &e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| db_error(dir, &e))?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db_error(dir, &e))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error(dir, &e))?;
+    Ok(conn)
+}
+
+fn db_error(dir: &Path, e: &rusqlite::Error) -> ClientError {
+    if let rusqlite::Error::SqliteFailure(f, _) = e
+        && f.code == rusqlite::ErrorCode::DiskFull
+    {
+        return ClientError::DiskFull(dir.display().to_string());
+    }
+    ClientError::Store { path: dir.display().to_string(), why: e.to_string() }
+}
+
+fn io_error(dir: &Path, e: &std::io::Error) -> ClientError {
+    ClientError::Store { path: dir.display().to_string(), why: e.to_string() }
+}
+
+/// The store holds only ciphertext, but there is no reason to let other users list it.
+fn restrict_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn pass(s: &str) -> Passphrase {
+        Passphrase::new(s.to_owned())
+    }
+
+    #[test]
+    fn wrong_passphrase_and_missing_store_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Store::open(dir.path(), &pass("x")), Err(ClientError::NotInitialized(_))));
+        Store::create(dir.path(), &pass("right")).unwrap();
+        assert!(matches!(Store::create(dir.path(), &pass("right")), Err(ClientError::AlreadyInitialized(_))));
+        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase(_))));
+        assert!(Store::open(dir.path(), &pass("right")).is_ok());
+    }
+
+    #[test]
+    fn records_are_sealed_and_failed_transactions_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path(), &pass("p")).unwrap();
+        s.tx(|tx| tx.put("contact", "c1", &"Ambassador Zhou")).unwrap();
+        let r: Result<()> = s.tx(|tx| {
+            tx.put("contact", "c1", &"changed")?;
+            Err(ClientError::InvalidInput { what: "x", why: "abort".into() })
+        });
+        assert!(r.is_err());
+        let back: Option<String> = s.tx(|tx| tx.get("contact", "c1")).unwrap();
+        assert_eq!(back.as_deref(), Some("Ambassador Zhou"));
+        drop(s);
+        let raw = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+        let wal = std::fs::read(dir.path().join("party.db-wal")).unwrap_or_default();
+        let needle = b"Ambassador";
+        assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn seen_frames_are_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path(), &pass("p")).unwrap();
+        s.tx(|tx| {
+            assert!(tx.mark_seen("c", b"frame", 1)?);
+            assert!(!tx.mark_seen("c", b"frame", 2)?);
+            assert!(tx.was_seen("c", b"frame")?);
+            assert!(!tx.was_seen("d", b"frame")?);
+            Ok(())
+        })
+        .unwrap();
+    }
+}

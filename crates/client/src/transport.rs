@@ -1,0 +1,240 @@
+//! Connections to relays: TLS pinned to the certificate fingerprint in the relay address (no
+//! certificate authority), HTTP/1.1 for requests, WebSocket for `watch`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backchannel_wire::{
+    AckRequest, ApiError, ApiErrorBody, CreateQueueRequest, CreateQueueResponse, FetchResponse, QueueId,
+    QueueSecret, RelayAddress, SendBatch, SendItem, SendResponse,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::error::{ClientError, Result};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type WsStream = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
+
+/// Accepts exactly the certificate whose SHA-256 the relay address pins, and checks that
+/// the handshake is signed by that certificate's key.
+#[derive(Debug)]
+struct Pinned {
+    address: RelayAddress,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.address.pins(end_entity.as_ref()) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Opens a TLS connection to the relay and checks its pinned certificate.
+async fn connect_tls(address: &RelayAddress) -> Result<TlsStream<TcpStream>> {
+    let unreachable = |why: String| ClientError::RelayUnreachable { relay: address.to_string(), why };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned { address: address.clone(), provider: provider.clone() });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| unreachable(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address.authority()))
+        .await
+        .map_err(|_| unreachable("connection timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(address.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| unreachable("TLS handshake timed out".into()))?
+        .map_err(|e| tls_error(address, &e))
+}
+
+fn tls_error(address: &RelayAddress, e: &std::io::Error) -> ClientError {
+    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if let Some(rustls::Error::InvalidCertificate(_)) = rustls_error {
+        return ClientError::RelayNotPinned { relay: address.to_string() };
+    }
+    ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() }
+}
+
+/// One HTTP/1.1 connection to one relay; requests go one after another.
+pub struct RelayClient {
+    address: RelayAddress,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl RelayClient {
+    pub async fn connect(address: &RelayAddress) -> Result<Self> {
+        let tls = connect_tls(address).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("relay connection closed: {e}");
+            }
+        });
+        Ok(Self { address: address.clone(), sender })
+    }
+
+    pub fn address(&self) -> &RelayAddress {
+        &self.address
+    }
+
+    /// True once the connection is gone (closed by the relay, or after an error).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Creates a queue; returns its receive id and secret, and the send half as a capability.
+    pub async fn create_queue(&mut self) -> Result<(CreateQueueResponse, QueueSecret, QueueSecret)> {
+        let (recv_secret, send_secret) = (QueueSecret::random(), QueueSecret::random());
+        let req = CreateQueueRequest { recv_hash: recv_secret.hash(), send_hash: send_secret.hash() };
+        let body = self.request(Method::POST, "/v1/queues", None, json(&req)?).await?;
+        Ok((self.parse_json(&body)?, recv_secret, send_secret))
+    }
+
+    pub async fn send(&mut self, items: Vec<SendItem>) -> Result<SendResponse> {
+        let body = SendBatch { items }.encode();
+        let answer = self.request(Method::POST, "/v1/send", None, body).await?;
+        self.parse_json(&answer)
+    }
+
+    pub async fn fetch(
+        &mut self,
+        recv_id: &QueueId,
+        secret: &QueueSecret,
+        max: usize,
+    ) -> Result<FetchResponse> {
+        let path = format!("/v1/queues/{recv_id}/blocks?max={max}");
+        let body = self.request(Method::GET, &path, Some(secret), Vec::new()).await?;
+        FetchResponse::decode(&body).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    pub async fn ack(&mut self, recv_id: &QueueId, secret: &QueueSecret, seqs: Vec<u64>) -> Result<()> {
+        let path = format!("/v1/queues/{recv_id}/ack");
+        self.request(Method::POST, &path, Some(secret), json(&AckRequest { seqs })?).await?;
+        Ok(())
+    }
+
+    pub async fn delete_queue(&mut self, recv_id: &QueueId, secret: &QueueSecret) -> Result<()> {
+        self.request(Method::DELETE, &format!("/v1/queues/{recv_id}"), Some(secret), Vec::new()).await?;
+        Ok(())
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        auth: Option<&QueueSecret>,
+        body: Vec<u8>,
+    ) -> Result<Bytes> {
+        let mut req = Request::builder().method(method).uri(path).header("host", self.address.authority());
+        if let Some(secret) = auth {
+            req = req.header("authorization", format!("Bearer {}", secret.to_hex()));
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| self.protocol(e.to_string()))?;
+        let exchange = async {
+            self.sender.ready().await?;
+            let resp = self.sender.send_request(req).await?;
+            let status = resp.status();
+            Ok::<_, hyper::Error>((status, resp.into_body().collect().await?.to_bytes()))
+        };
+        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| self.unreachable("request timed out"))?
+            .map_err(|e| self.unreachable(&e.to_string()))?;
+        if status.is_success() { Ok(bytes) } else { Err(self.refused(status, &bytes)) }
+    }
+
+    fn refused(&self, status: StatusCode, body: &[u8]) -> ClientError {
+        let error = serde_json::from_slice::<ApiErrorBody>(body)
+            .map(|b| ApiError::from_body(&b))
+            .unwrap_or_else(|_| ApiError::BadRequest(format!("HTTP {status}")));
+        ClientError::RelayRefused { relay: self.address.to_string(), error }
+    }
+
+    fn parse_json<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T> {
+        serde_json::from_slice(body).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    fn protocol(&self, why: String) -> ClientError {
+        ClientError::RelayProtocol { relay: self.address.to_string(), why }
+    }
+
+    fn unreachable(&self, why: &str) -> ClientError {
+        ClientError::RelayUnreachable { relay: self.address.to_string(), why: why.to_owned() }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ClientError::InvalidInput { what: "request", why: e.to_string() })
+}
+
+/// Opens the relay's WebSocket (`/v1/ws`) over a pinned TLS connection.
+pub async fn connect_ws(address: &RelayAddress) -> Result<WsStream> {
+    let tls = connect_tls(address).await?;
+    let url = format!("wss://{}/v1/ws", address.authority());
+    let (ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .map_err(|e| ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() })?;
+    Ok(ws)
+}
