@@ -101,6 +101,9 @@ pub struct EntryView {
     pub entry: Entry,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open: Option<bool>,
+    /// For a gap: the numbers in it that have still not arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub still_missing: Option<Vec<(u64, u64)>>,
 }
 
 /// One fresh outbound message waiting for its relay: the blocks and where they go.
@@ -153,6 +156,8 @@ pub struct SyncReport {
     pub events: Vec<Event>,
     /// Relays that could not be reached (what is queued for them stays queued).
     pub unreachable: Vec<String>,
+    /// Queues a relay refused to read (e.g. expired after its TTL); the others went on.
+    pub problems: Vec<String>,
 }
 
 mod blocks_b64 {

@@ -96,14 +96,15 @@ impl Party {
 }
 
 fn view(entry: Entry, contact: &mut ContactRecord) -> EntryView {
-    let open = match &entry {
+    let still_missing = match &entry {
         Entry::Gap { first, last, .. } => {
             let missing = contact.tracker(backchannel_proto::message::ChannelId::DIRECT).missing();
-            Some(missing.iter().any(|(a, b)| a <= last && b >= first))
+            let overlap = missing.iter().filter(|(a, b)| a <= last && b >= first);
+            Some(overlap.map(|(a, b)| (*a.max(first), *b.min(last))).collect::<Vec<_>>())
         }
         _ => None,
     };
-    EntryView { entry, open }
+    EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing }
 }
 
 pub(crate) fn load_identity(tx: &Tx<'_>) -> Result<Identity> {

@@ -14,7 +14,7 @@ use backchannel_proto::message::{ChannelId, Kind, Message};
 use backchannel_proto::session::{self, Session};
 use backchannel_wire::{Delivered, MAX_BATCH, RelayAddress};
 
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::model::{CONTACT, ContactRecord, Entry, Event, IDENTITY, Inbox, PENDING, SyncReport};
 use crate::party::{Party, load_identity, now_ms};
 use crate::store::Tx;
@@ -81,9 +81,22 @@ impl Party {
                 }
             };
             for inbox in &inboxes {
-                self.drain(&mut client, inbox, &mut report.events).await?;
+                match self.drain(&mut client, inbox, &mut report.events).await {
+                    Ok(()) => {}
+                    // One queue the relay no longer has must not stop the others.
+                    Err(e @ (ClientError::RelayRefused { .. } | ClientError::RelayProtocol { .. })) => {
+                        report.problems.push(e.to_string());
+                    }
+                    Err(e @ ClientError::RelayUnreachable { .. }) => {
+                        report.unreachable.push(e.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            self.keep_relay(client);
+            if !client.is_closed() {
+                self.keep_relay(client);
+            }
         }
         let _ = self.drop_expired_invitations().await;
         Ok(report)
@@ -142,13 +155,27 @@ impl Party {
             }
         };
         let Some((frame_id, frame)) = whole else { return Ok((Vec::new(), Vec::new())) };
-        let acks = seqs.remove(&frame_id).unwrap_or_default().into_iter().collect();
-        let events = self.store.tx(|tx| {
-            tx.mark_seen(&inbox.id, &frame_id, now_ms())?;
-            process_frame(tx, &inbox.id, &frame)
+        let acks: Vec<u64> = seqs.remove(&frame_id).unwrap_or_default().into_iter().collect();
+        let outcome = self.store.tx(|tx| {
+            if waits_for_handshake(tx, &inbox.id, &frame)? {
+                return Ok(None);
+            }
+            if !tx.mark_seen(&inbox.id, &frame_id, now_ms())? {
+                return Ok(Some(vec![Event::Duplicate { from: label(tx, &inbox.id) }])); // another process took it
+            }
+            process_frame(tx, &inbox.id, &frame).map(Some)
         })?;
-        Ok((acks, events))
+        match outcome {
+            Some(events) => Ok((acks, events)),
+            None => Ok((Vec::new(), Vec::new())),
+        }
     }
+}
+
+/// A note that overtook the handshake on an invitation's queue (the host reordered them)
+/// stays on the relay, unacknowledged, until the handshake has made the session.
+fn waits_for_handshake(tx: &Tx<'_>, id: &str, frame: &[u8]) -> Result<bool> {
+    Ok(!session::is_handshake(frame) && tx.get::<PendingInvitation>(PENDING, id)?.is_some())
 }
 
 fn label(tx: &Tx<'_>, id: &str) -> String {
@@ -182,6 +209,8 @@ fn from_contact(tx: &Tx<'_>, id: &str, mut contact: ContactRecord, frame: &[u8])
     let events = match opened {
         Ok(msg) if msg.kind == Kind::Note => note(tx, id, &mut contact, msg)?,
         Ok(msg) => {
+            // Numbered all the same, so a newer peer's other kinds leave no false gap.
+            contact.tracker(msg.channel).record(msg.sender_seq);
             vec![reject(tx, id, &format!("unsupported message kind {:?}; upgrade Backchannel", msg.kind))?]
         }
         Err(ProtoError::Replayed) => vec![reject(tx, id, "a replayed message was dropped")?],

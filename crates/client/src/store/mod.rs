@@ -6,7 +6,7 @@ mod kdf;
 
 use std::path::{Path, PathBuf};
 
-use backchannel_proto::crypto::{SecretKey, hmac, open_random_nonce, seal_random_nonce};
+use backchannel_proto::crypto::{SecretKey, hkdf, hmac, open_random_nonce, seal_random_nonce};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,7 +22,10 @@ const CHECK_LABEL: &[u8] = b"backchannel/store-check/v1";
 /// An open, unlocked store.
 pub struct Store {
     conn: Connection,
+    /// Seals every record.
     key: SecretKey,
+    /// Keys the seen-set's hashes; derived from `key`, never used to encrypt.
+    seen_key: SecretKey,
     dir: PathBuf,
 }
 
@@ -48,7 +51,7 @@ impl Store {
         let conn = connect(dir)?;
         let (salt, params) = kdf::new_salt_and_params();
         let key = kdf::derive(passphrase, &salt, &params)?;
-        let mut store = Self { conn, key, dir: dir.to_owned() };
+        let mut store = Self { conn, seen_key: seen_key(&key), key, dir: dir.to_owned() };
         store.migrate()?;
         let check = seal_random_nonce(&store.key, CHECK_LABEL, b"ok");
         store.tx(|tx| {
@@ -65,12 +68,14 @@ impl Store {
             return Err(ClientError::NotInitialized(dir.display().to_string()));
         }
         let conn = connect(dir)?;
-        let mut store = Self { conn, key: SecretKey([0; 32]), dir: dir.to_owned() };
+        let blank = || SecretKey([0; 32]);
+        let mut store = Self { conn, key: blank(), seen_key: blank(), dir: dir.to_owned() };
         store.migrate()?;
         let meta = |k: &str| store.meta(k)?.ok_or_else(|| store.damaged("missing key material"));
         let (salt, params, check) = (meta("salt")?, meta("kdf")?, meta("check")?);
         let params = kdf::Params::from_bytes(&params).ok_or_else(|| store.damaged("bad KDF parameters"))?;
         store.key = kdf::derive(passphrase, &salt, &params)?;
+        store.seen_key = seen_key(&store.key);
         if open_random_nonce(&store.key, CHECK_LABEL, &check).is_none() {
             return Err(ClientError::WrongPassphrase(dir.display().to_string()));
         }
@@ -112,7 +117,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_error(&dir, &e))?;
-        let mut tx = Tx { inner, key: &self.key, dir: &dir };
+        let mut tx = Tx { inner, key: &self.key, seen_key: &self.seen_key, dir: &dir };
         let out = f(&mut tx)?;
         tx.inner.commit().map_err(|e| db_error(&dir, &e))?;
         Ok(out)
@@ -123,6 +128,7 @@ impl Store {
 pub struct Tx<'a> {
     inner: rusqlite::Transaction<'a>,
     key: &'a SecretKey,
+    seen_key: &'a SecretKey,
     dir: &'a Path,
 }
 
@@ -247,7 +253,7 @@ impl Tx<'_> {
     /// Records that a frame was processed; false if it already was (a duplicate or replay).
     /// Only a keyed hash is stored, so the file does not reveal frame ids.
     pub fn mark_seen(&self, scope: &str, frame_id: &[u8], now: u64) -> Result<bool> {
-        let digest = hmac(&self.key.0, &[scope.as_bytes(), b"/", frame_id].concat());
+        let digest = hmac(&self.seen_key.0, &[scope.as_bytes(), b"/", frame_id].concat());
         let inserted = self
             .inner
             .execute(
@@ -259,7 +265,7 @@ impl Tx<'_> {
     }
 
     pub fn was_seen(&self, scope: &str, frame_id: &[u8]) -> Result<bool> {
-        let digest = hmac(&self.key.0, &[scope.as_bytes(), b"/", frame_id].concat());
+        let digest = hmac(&self.seen_key.0, &[scope.as_bytes(), b"/", frame_id].concat());
         let found: Option<i64> = self
             .inner
             .query_row("SELECT 1 FROM seen WHERE digest = ?1", [digest.as_slice()], |r| r.get(0))
@@ -269,11 +275,17 @@ impl Tx<'_> {
     }
 }
 
+fn seen_key(key: &SecretKey) -> SecretKey {
+    SecretKey(hkdf(b"backchannel/store/v1", &key.0, b"seen-set"))
+}
+
 fn connect(dir: &Path) -> Result<Connection> {
     let conn = Connection::open(dir.join(DB_FILE)).map_err(|e| db_error(dir, &e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| db_error(dir, &e))?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db_error(dir, &e))?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error(dir, &e))?;
+    // Overwrite deleted records (old session states, used invitation keys) on disk.
+    conn.pragma_update(None, "secure_delete", "ON").map_err(|e| db_error(dir, &e))?;
     Ok(conn)
 }
 

@@ -1,0 +1,56 @@
+//! Bad input gets a clear error and loses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests may fail loudly")]
+
+mod support;
+
+use support::{Party, Relay, introduce};
+
+#[test]
+fn bad_invitations_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    let alice = Party::new(tmp.path(), "Alice", "A");
+    let bao = Party::new(tmp.path(), "Bao", "B");
+    let carol = Party::new(tmp.path(), "Carol", "C");
+
+    assert!(bao.fails(&["accept", "hello there"]).contains("not a Backchannel invitation"));
+    assert!(bao.fails(&["accept", "backchannel:@@@"]).contains("damaged"));
+    let text = alice.ok(&["invite", "--relay", &relay.address]).trim().to_owned();
+    assert!(bao.fails(&["accept", &text[..text.len() - 20]]).contains("damaged"));
+    assert!(alice.fails(&["accept", &text]).contains("your own invitation"));
+
+    let out = bao.run_with(&["accept", "-"], &bao.passphrase, Some(&format!("{text}\n")));
+    assert!(out.status.success(), "accept from stdin: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(bao.fails(&["accept", &text]).contains("already accepted"));
+    // Another party trying the same invitation: the inviter refuses the second answer.
+    carol.ok(&["accept", &text]);
+    let sync = alice.ok(&["sync"]);
+    assert_eq!(alice.json(&["contacts", "--json"]).as_array().unwrap().len(), 1, "{sync}");
+
+    let short = alice.ok(&["invite", "--relay", &relay.address, "--expires", "1s"]).trim().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(bao.fails(&["accept", &short]).contains("expired"));
+    assert!(alice.fails(&["invite", "--relay", "bcr://nowhere"]).contains("fingerprint"));
+}
+
+#[test]
+fn wrong_passphrase_and_unknown_names_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    let alice = Party::new(tmp.path(), "Alice", "A");
+    let bao = Party::new(tmp.path(), "Bao", "B");
+    introduce(&alice, &bao, &relay);
+
+    let out = alice.run_with(&["whoami"], "not my passphrase", None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    assert!(alice.fails(&["send", "Zhou", "hello"]).contains("no contact named"));
+    assert!(alice.fails(&["read", "Zhou"]).contains("no contact named"));
+    assert!(alice.fails(&["init", "--name", "Again", "--side", "A"]).contains("already exists"));
+    let nobody = Party { home: tmp.path().join("nobody"), passphrase: "x".into() };
+    assert!(nobody.fails(&["whoami"]).contains("backchannel init"));
+    // Nothing was lost by the failures: the session still works.
+    alice.ok(&["send", "Bao", "still here"]);
+    bao.ok(&["sync"]);
+    assert!(bao.ok(&["read", "Alice"]).contains("still here"));
+}
