@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use backchannel_client::{Event, Party, Passphrase};
 use backchannel_proto::identity::Card;
 use backchannel_relay::{RelayOptions, RunningRelay};
+use backchannel_wire::hex_encode;
 
 use crate::output::{entry, say};
 
@@ -103,7 +104,7 @@ async fn inspect_host(relay: &RunningRelay, host_dir: &Path, cards: &[&Card], no
         needles.push((format!("side {:?}", card.side), card.side.as_bytes().to_vec()));
         for (what, key) in [("identity key", card.identity_key), ("seal key", card.seal_key)] {
             needles.push((format!("{} {what} (raw)", card.name), key.to_vec()));
-            needles.push((format!("{} {what} (hex)", card.name), hex(&key).into_bytes()));
+            needles.push((format!("{} {what} (hex)", card.name), hex_encode(&key).into_bytes()));
         }
     }
     let found: Vec<&String> = needles
@@ -129,10 +130,6 @@ fn read_all_files(dir: &Path) -> Result<Vec<u8>> {
     Ok(all)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn demo_passphrase() -> Passphrase {
-    Passphrase::new(hex(&backchannel_proto::crypto::random_array::<16>()))
+    Passphrase::new(hex_encode(&backchannel_proto::crypto::random_array::<16>()))
 }

@@ -4,13 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use backchannel_client::{ContactView, Entry, EntryView, Event};
-
-fn ranges(r: &[(u64, u64)]) -> String {
-    let parts: Vec<String> =
-        r.iter().map(|(a, b)| if a == b { format!("#{a}") } else { format!("#{a}-#{b}") }).collect();
-    parts.join(", ")
-}
+use backchannel_client::{ContactView, Entry, EntryView, Event, format_ranges};
 
 pub fn say(line: impl std::fmt::Display) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -35,7 +29,7 @@ pub fn entry(e: &EntryView) -> String {
         }
         Entry::Gap { from, first, last, at } => {
             let state = match &e.still_missing {
-                Some(m) if !m.is_empty() => format!("still missing: {}", ranges(m)),
+                Some(m) if !m.is_empty() => format!("still missing: {}", format_ranges(m)),
                 _ => "all arrived since".to_owned(),
             };
             format!("{} ! gap in notes #{first}..#{last} from {from}; {state}", time(*at))

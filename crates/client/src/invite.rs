@@ -5,7 +5,7 @@ use backchannel_proto::crypto::SecretKey;
 use backchannel_proto::invitation::{self, Invitation, PendingInvitation};
 use backchannel_proto::message::{ChannelId, Route};
 use backchannel_proto::session;
-use backchannel_wire::RelayAddress;
+use backchannel_wire::{RelayAddress, hex_encode};
 
 use crate::error::{ClientError, Result};
 use crate::model::{
@@ -13,7 +13,6 @@ use crate::model::{
 };
 use crate::party::{Party, load_identity, now_ms};
 use crate::transport::RelayClient;
-use crate::wire_hex;
 
 impl Party {
     /// Makes a one-time invitation valid for `ttl_secs`, with a fresh queue on `relay`.
@@ -32,7 +31,7 @@ impl Party {
                 expires_at,
             )?;
             tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle())?;
-            tx.put(PENDING, &wire_hex(&pending.id), &pending)?;
+            tx.put(PENDING, &hex_encode(&pending.id), &pending)?;
             Ok(inv.to_text())
         })
     }
@@ -42,7 +41,7 @@ impl Party {
     pub async fn accept(&mut self, text: &str) -> Result<ContactView> {
         let inv = Invitation::from_text(text)?;
         inv.check_not_expired(now_ms() / 1000)?;
-        let id = wire_hex(&inv.id);
+        let id = hex_encode(&inv.id);
         let me = self.me()?;
         if inv.inviter.identity_key == me.identity_key {
             return Err(ClientError::OwnInvitation);
@@ -91,15 +90,19 @@ impl Party {
             .into_iter()
             .filter(|(_, p)| p.expires_at < cutoff)
             .collect();
+        let mut dropped = 0;
         for (id, p) in &expired {
-            if let Ok(mut relay) = self.take_relay(&p.route.relay).await {
-                if relay.delete_queue(&p.recv_id, &p.recv_secret).await.is_ok() {
-                    self.keep_relay(relay);
-                }
+            // Forget the invitation only once its queue is gone from the relay too.
+            let Ok(mut relay) = self.take_relay(&p.route.relay).await else { continue };
+            match relay.delete_queue(&p.recv_id, &p.recv_secret).await {
+                Ok(()) => self.keep_relay(relay),
+                Err(ClientError::RelayRefused { .. }) => {} // already expired there
+                Err(_) => continue,
             }
             self.store.tx(|tx| tx.delete(PENDING, id))?;
+            dropped += 1;
         }
-        Ok(expired.len())
+        Ok(dropped)
     }
 }
 

@@ -23,14 +23,9 @@ mod transport;
 mod watch;
 
 pub use error::{ClientError, Result};
-pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport};
+pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport, format_ranges};
 pub use outbox::{FlushReport, MAX_NOTE};
 pub use party::Party;
 pub use store::Passphrase;
 pub use transport::RelayClient;
 pub use watch::WatchStatus;
-
-/// Lower-case hex of an id, used as a record key.
-pub(crate) fn wire_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

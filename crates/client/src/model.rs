@@ -134,7 +134,9 @@ impl std::fmt::Display for Event {
             Event::Joined { name, side, safety_number } => {
                 write!(f, "new contact {name} ({side}); safety number {safety_number}")
             }
-            Event::Gap { from, missing } => write!(f, "gap: notes from {from} missing: {}", ranges(missing)),
+            Event::Gap { from, missing } => {
+                write!(f, "gap: notes from {from} missing: {}", format_ranges(missing))
+            }
             Event::GapClosed { from, seq } => write!(f, "late note #{seq} from {from} arrived"),
             Event::Rejected { from, detail } => write!(f, "REJECTED from {from}'s queue: {detail}"),
             Event::Duplicate { from } => write!(f, "duplicate from {from} dropped"),
@@ -142,7 +144,8 @@ impl std::fmt::Display for Event {
     }
 }
 
-pub(crate) fn ranges(r: &[(u64, u64)]) -> String {
+/// `#3, #5-#7`: ranges of sequence numbers as shown to people.
+pub fn format_ranges(r: &[(u64, u64)]) -> String {
     let parts: Vec<String> =
         r.iter().map(|(a, b)| if a == b { format!("#{a}") } else { format!("#{a}-#{b}") }).collect();
     parts.join(", ")

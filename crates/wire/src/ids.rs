@@ -156,7 +156,8 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+/// Lower-case hex of any bytes (ids, public keys); the form every text output uses.
+pub fn hex_encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use backchannel_client::Party;
-use backchannel_wire::RelayAddress;
+use backchannel_wire::{RelayAddress, hex_encode};
 
 use crate::config;
 use crate::output::{contact, json, say};
@@ -24,13 +24,12 @@ pub fn init(home: &Path, name: &str, side: &str) -> Result<()> {
 pub fn whoami(home: &Path, as_json: bool) -> Result<()> {
     let me = open(home)?.me()?;
     if as_json {
-        let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
         return json(&serde_json::json!({
             "name": me.name,
             "side": me.side,
             "fingerprint": me.fingerprint(),
-            "identity_key": hex(&me.identity_key),
-            "seal_key": hex(&me.seal_key),
+            "identity_key": hex_encode(&me.identity_key),
+            "seal_key": hex_encode(&me.seal_key),
         }));
     }
     say(format!("name         {}", me.name))?;
