@@ -15,6 +15,10 @@ pub enum ProtoError {
     /// A message whose keys were already used: a replay or a duplicate.
     #[error("replayed or duplicate message")]
     Replayed,
+    /// The message's key is gone: it arrived after too many later messages (Olm keeps 40
+    /// skipped keys per chain), or it is a replay of one processed long ago.
+    #[error("message arrived too late to decrypt (or is an old replay); it stays missing")]
+    TooLate,
     /// The peer broke the protocol in a way authentication alone does not catch.
     #[error("peer misbehaved: {0}")]
     PeerMisbehaved(&'static str),

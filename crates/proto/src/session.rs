@@ -156,6 +156,11 @@ fn decode_olm(bytes: &[u8]) -> Result<OlmMessage> {
         .map_err(|_| ProtoError::PeerMisbehaved("undecodable olm message"))
 }
 
+/// True when `frame` is a handshake (the first frame on an invitation's queue).
+pub fn is_handshake(frame: &[u8]) -> bool {
+    frame.first() == Some(&FRAME_HANDSHAKE)
+}
+
 impl Session {
     /// Seals a message of `kind` for the peer, numbering it in its channel.
     pub fn seal(&mut self, channel: ChannelId, kind: Kind, body: Vec<u8>, now_ms: u64) -> Result<Sealed> {
@@ -214,7 +219,7 @@ impl Session {
         let olm_bytes = pq.open(sealed)?;
         let olm_message = decode_olm(&olm_bytes)?;
         let plaintext = self.olm.decrypt(&olm_message).map_err(|e| match e {
-            vodozemac::olm::DecryptionError::MissingMessageKey(_) => ProtoError::Replayed,
+            vodozemac::olm::DecryptionError::MissingMessageKey(_) => ProtoError::TooLate,
             _ => ProtoError::Forged("olm message"),
         })?;
         self.pq = pq;
