@@ -54,3 +54,24 @@ fn wrong_passphrase_and_unknown_names_are_clear() {
     bao.ok(&["sync"]);
     assert!(bao.ok(&["read", "Alice"]).contains("still here"));
 }
+
+#[test]
+fn a_note_to_a_queue_the_relay_no_longer_has_is_reported_not_resent_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
+    let alice = Party::new(tmp.path(), "Alice", "A");
+    let bao = Party::new(tmp.path(), "Bao", "B");
+    introduce(&alice, &bao, &relay);
+    bao.ok(&["sync"]);
+    relay.stop();
+    // Queue 1 is Alice's (made with the invitation), queue 2 is Bao's (made when he accepted).
+    let db = rusqlite::Connection::open(relay.data.join("relay.db")).unwrap();
+    assert_eq!(db.execute("DELETE FROM queues WHERE id = 2", []).unwrap(), 1);
+    drop(db);
+    relay.restart();
+    assert!(alice.fails(&["send", "Bao", "into the void"]).contains("not delivered"));
+    assert!(alice.ok(&["sync"]).contains("still queued 0"), "not resent forever");
+    let entries = alice.json(&["read", "Bao", "--json"]);
+    let refused = entries.as_array().unwrap().iter().find(|e| e["kind"] == "rejected").unwrap();
+    assert!(refused["detail"].as_str().unwrap().contains("no longer has"), "{refused}");
+}

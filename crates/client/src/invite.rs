@@ -69,12 +69,7 @@ impl Party {
             tx.put(CONTACT, &id, &contact)?;
             tx.put(ACCEPTED, &id, &now)?;
             tx.append_timeline(&id, &Entry::Joined { from: contact.card.name.clone(), at: now })?;
-            tx.outbox_push(&OutboxItem {
-                relay: route.relay,
-                send_id: route.send_id,
-                secret: route.send_secret,
-                blocks: hello.blocks,
-            })?;
+            tx.outbox_push(&OutboxItem::new(&id, &route, hello.blocks))?;
             Ok(ContactView::new(&identity.card(), &contact))
         })?;
         let _ = self.flush_outbox().await;

@@ -109,11 +109,25 @@ pub struct EntryView {
 /// One fresh outbound message waiting for its relay: the blocks and where they go.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct OutboxItem {
+    /// The contact it is for, so a refusal can be shown in that conversation.
+    pub contact: String,
     pub relay: RelayAddress,
     pub send_id: QueueId,
     pub secret: QueueSecret,
     #[serde(with = "blocks_b64")]
     pub blocks: Vec<Vec<u8>>,
+}
+
+impl OutboxItem {
+    pub fn new(contact: &str, route: &backchannel_proto::message::Route, blocks: Vec<Vec<u8>>) -> Self {
+        Self {
+            contact: contact.to_owned(),
+            relay: route.relay.clone(),
+            send_id: route.send_id,
+            secret: route.send_secret.clone(),
+            blocks,
+        }
+    }
 }
 
 /// What happened during receiving, for the user to see.

@@ -19,6 +19,9 @@ pub const MAX_NOTE: usize = 1024 * 1024;
 pub struct FlushReport {
     pub sent: usize,
     pub still_queued: usize,
+    /// Messages the relay refused for good (their queue is gone); each is noted in its
+    /// conversation and removed from the outbox.
+    pub refused: usize,
     pub unreachable: Vec<String>,
 }
 
@@ -47,12 +50,7 @@ impl Party {
                 seq: sealed.message.sender_seq,
             };
             tx.append_timeline(&id, &entry)?;
-            tx.outbox_push(&OutboxItem {
-                relay: route.relay,
-                send_id: route.send_id,
-                secret: route.send_secret,
-                blocks: sealed.blocks,
-            })
+            tx.outbox_push(&OutboxItem::new(&id, &route, sealed.blocks))
         })
     }
 
@@ -70,9 +68,10 @@ impl Party {
         let mut report = FlushReport::default();
         for (_, (relay, items)) in by_relay {
             match self.flush_to(&relay, &items).await {
-                Ok(sent) => {
+                Ok((sent, refused)) => {
                     report.sent += sent;
-                    report.still_queued += items.len() - sent;
+                    report.refused += refused;
+                    report.still_queued += items.len() - sent - refused;
                 }
                 Err(e @ (ClientError::RelayUnreachable { .. } | ClientError::RelayNotPinned { .. })) => {
                     report.unreachable.push(e.to_string());
@@ -85,9 +84,14 @@ impl Party {
     }
 
     /// Sends whole items in batches; returns how many items were fully stored (and removed).
-    async fn flush_to(&mut self, relay: &RelayAddress, items: &[(i64, OutboxItem)]) -> Result<usize> {
+    /// Returns how many items were stored, and how many refused.
+    async fn flush_to(
+        &mut self,
+        relay: &RelayAddress,
+        items: &[(i64, OutboxItem)],
+    ) -> Result<(usize, usize)> {
         let mut client = self.take_relay(relay).await?;
-        let mut sent = 0;
+        let (mut sent, mut refused_total) = (0, 0);
         for chunk in batches(items) {
             let send_items: Vec<SendItem> = chunk
                 .iter()
@@ -101,22 +105,38 @@ impl Party {
                 .collect();
             let results = client.send(send_items).await?.results;
             let mut offset = 0;
-            let mut done = Vec::new();
+            let (mut done, mut refused) = (Vec::new(), Vec::new());
             for (n, it) in chunk {
                 let outcomes = results.get(offset..offset + it.blocks.len()).unwrap_or(&[]);
                 offset += it.blocks.len();
                 if outcomes.len() == it.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
                     done.push(*n);
                 } else if outcomes.contains(&SendOutcome::Refused) {
-                    tracing::warn!("relay refused an outbox item (queue gone?); kept for inspection");
+                    refused.push((*n, it.contact.as_str()));
                 }
             }
             sent += done.len();
-            self.store.tx(|tx| done.iter().try_for_each(|n| tx.outbox_remove(*n)))?;
+            refused_total += refused.len();
+            self.store.tx(|tx| {
+                done.iter().try_for_each(|n| tx.outbox_remove(*n))?;
+                refused.iter().try_for_each(|(n, contact)| give_up(tx, *n, contact))
+            })?;
         }
         self.keep_relay(client);
-        Ok(sent)
+        Ok((sent, refused_total))
     }
+}
+
+/// The relay refused the item: the contact's queue is gone (expired or deleted). Resending
+/// cannot help, so it leaves the outbox and the conversation says so.
+fn give_up(tx: &crate::store::Tx<'_>, n: i64, contact: &str) -> Result<()> {
+    tx.outbox_remove(n)?;
+    let detail = "not delivered: the relay no longer has this contact's queue (expired or deleted); \
+                  exchange a new invitation";
+    tx.append_timeline(
+        contact,
+        &Entry::Rejected { from: "the relay".into(), detail: detail.into(), at: now_ms() },
+    )
 }
 
 /// Groups items so each request carries at most `MAX_BATCH` blocks (a larger item goes alone

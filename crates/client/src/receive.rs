@@ -108,22 +108,23 @@ impl Party {
         inbox: &InboxRef,
         events: &mut Vec<Event>,
     ) -> Result<()> {
+        let (id, secret) = (&inbox.inbox.recv_id, &inbox.inbox.recv_secret);
         let mut rx = Receiver::default();
+        let mut after = 0;
         loop {
-            let batch = client.fetch(&inbox.inbox.recv_id, &inbox.inbox.recv_secret, MAX_BATCH).await?;
-            if batch.items.is_empty() {
-                return Ok(());
-            }
+            let batch = client.fetch_after(id, secret, after, MAX_BATCH).await?;
+            let Some(last) = batch.items.last().map(|i| i.seq) else { return Ok(()) };
+            // Page on past what stays unacknowledged (pieces of frames still incomplete).
+            after = last;
             let mut acks = Vec::new();
             for item in batch.items {
                 let (a, e) = self.receive_block(&mut rx, inbox, item)?;
                 acks.extend(a);
                 events.extend(e);
             }
-            if acks.is_empty() {
-                return Ok(()); // only pieces of frames whose other blocks have not arrived
+            if !acks.is_empty() {
+                client.ack(id, secret, acks).await?;
             }
-            client.ack(&inbox.inbox.recv_id, &inbox.inbox.recv_secret, acks).await?;
         }
     }
 

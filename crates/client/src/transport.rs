@@ -158,13 +158,25 @@ impl RelayClient {
         self.parse_json(&answer)
     }
 
+    /// The oldest unacknowledged blocks, at most `max`.
     pub async fn fetch(
         &mut self,
         recv_id: &QueueId,
         secret: &QueueSecret,
         max: usize,
     ) -> Result<FetchResponse> {
-        let path = format!("/v1/queues/{recv_id}/blocks?max={max}");
+        self.fetch_after(recv_id, secret, 0, max).await
+    }
+
+    /// The oldest unacknowledged blocks with a seq above `after`, at most `max`.
+    pub async fn fetch_after(
+        &mut self,
+        recv_id: &QueueId,
+        secret: &QueueSecret,
+        after: u64,
+        max: usize,
+    ) -> Result<FetchResponse> {
+        let path = format!("/v1/queues/{recv_id}/blocks?max={max}&after={after}");
         let body = self.request(Method::GET, &path, Some(secret), Vec::new()).await?;
         FetchResponse::decode(&body).map_err(|e| self.protocol(e.to_string()))
     }

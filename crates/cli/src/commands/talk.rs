@@ -18,6 +18,11 @@ pub async fn send(home: &Path, name: &str, text: Option<String>, file: Option<Pa
     let mut party = open(home)?;
     party.queue_note(name, &text)?;
     let flushed = party.flush_outbox().await?;
+    if flushed.refused > 0 {
+        anyhow::bail!(
+            "not delivered: the relay no longer has {name}'s queue (expired or deleted); exchange a new invitation"
+        );
+    }
     if flushed.still_queued == 0 {
         return say(format!("sent to {name}"));
     }

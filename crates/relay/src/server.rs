@@ -1,0 +1,358 @@
+//! The server core, shaped like mini-redis: [`run`] accepts connections until a shutdown
+//! future completes, holds a semaphore slot per connection, then stops accepting, tells every
+//! connection to finish, and waits (up to a grace period) for them. [`start`] is the
+//! convenient front: data directory, certificate, store, bind, then `run` in a task.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use backchannel_wire::{ApiError, RelayAddress};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service as _;
+
+use crate::error::{ApiFailure, Rejected, io_reason};
+use crate::limits::TokenBucket;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::routes::{self, AppState};
+use crate::store::{AnyStore, StoreOptions, StoreStats, Wake, unix_now};
+use crate::{RelayConfig, RelayError, RelayOptions, load_or_create_tls};
+
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the relay API on `listener` until `shutdown` completes, then shuts down gracefully.
+/// The store is left open: whoever opened it closes it.
+pub async fn run(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    store: AnyStore,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    config.validate()?;
+    let (stop, stopping) = watch::channel(false);
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+        notifier: Arc::new(Notifier::default()),
+        metrics: Arc::new(Metrics::default()),
+        stopping,
+    };
+    let purge = tokio::spawn(purge_loop(state.clone()));
+    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.notifier))));
+    // Every connection holds a clone; when all are gone, `recv` returns `None`.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let acceptor =
+        Acceptor { tls: TlsAcceptor::from(tls), router: routes::router(state.clone()), state, alive };
+    let result = tokio::select! {
+        result = acceptor.accept_loop(&listener) => result,
+        () = shutdown => Ok(()),
+    };
+    drop(listener);
+    stop.send_replace(true);
+    drop(acceptor);
+    if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; leaving them");
+    }
+    for task in std::iter::once(purge).chain(wakes) {
+        task.abort();
+        let _ = task.await;
+    }
+    result
+}
+
+/// What the accept loop hands each connection.
+struct Acceptor {
+    tls: TlsAcceptor,
+    router: Router,
+    state: AppState,
+    alive: mpsc::Sender<()>,
+}
+
+impl Acceptor {
+    async fn accept_loop(&self, listener: &TcpListener) -> Result<(), RelayError> {
+        let slots = Arc::new(Semaphore::new(self.state.config.max_connections));
+        loop {
+            // Wait for a free slot before accepting: excess clients wait in the backlog.
+            let slot = Arc::clone(&slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| RelayError::Server("connection limit closed".into()))?;
+            let tcp = match listener.accept().await {
+                // The peer's address is deliberately not kept or logged.
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    // Usually out of file descriptors: wait for some to free up.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let ctx = Arc::new(ConnCtx::new(&self.state, slot, self.alive.clone()));
+            let (tls, router) = (self.tls.clone(), self.router.clone());
+            let stopping = self.state.stopping.clone();
+            let handshake = self.state.config.handshake_timeout;
+            tokio::spawn(serve_connection(tcp, tls, handshake, router, ctx, stopping));
+        }
+    }
+}
+
+/// Per-connection state: its rate limit, its slot, and the shutdown tracker. A WebSocket
+/// keeps it alive after the HTTP exchange ends, so the slot stays taken while it is open.
+pub(crate) struct ConnCtx {
+    bucket: Mutex<TokenBucket>,
+    metrics: Arc<Metrics>,
+    _slot: OwnedSemaphorePermit,
+    _alive: mpsc::Sender<()>,
+}
+
+impl ConnCtx {
+    fn new(state: &AppState, slot: OwnedSemaphorePermit, alive: mpsc::Sender<()>) -> Self {
+        state.metrics.connection_opened();
+        let c = &state.config;
+        Self {
+            bucket: Mutex::new(TokenBucket::new(c.rate_per_sec, c.rate_burst, Instant::now())),
+            metrics: Arc::clone(&state.metrics),
+            _slot: slot,
+            _alive: alive,
+        }
+    }
+
+    /// Takes one request's worth from the connection's rate limit.
+    pub(crate) fn allow(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        bucket.try_take(Instant::now())
+    }
+}
+
+impl Drop for ConnCtx {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: TlsAcceptor,
+    handshake: Duration,
+    router: Router,
+    ctx: Arc<ConnCtx>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return tracing::debug!(error = %err, "TLS handshake failed"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    };
+    let service = hyper::service::service_fn(move |req| handle(req, router.clone(), Arc::clone(&ctx)));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        }
+        () = stopped(&mut stopping) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Applies the connection's rate limit, runs the router, and counts rejections by reason.
+async fn handle(
+    mut req: hyper::Request<Incoming>,
+    mut router: Router,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response, Infallible> {
+    if !ctx.allow() {
+        ctx.metrics.reject(ApiError::RateLimited.code(), 1);
+        return Ok(ApiFailure(ApiError::RateLimited).into_response());
+    }
+    req.extensions_mut().insert(Arc::clone(&ctx));
+    let response = router.call(req).await?;
+    if let Some(Rejected(reason)) = response.extensions().get::<Rejected>() {
+        ctx.metrics.reject(reason, 1);
+    }
+    Ok(response)
+}
+
+/// Passes the store's wake-ups (blocks committed through other relay nodes) to followers here.
+async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, notifier: Arc<Notifier>) {
+    while let Some(wake) = wakes.recv().await {
+        match wake {
+            Wake::Queue(recv_id) => notifier.wake(&recv_id),
+            Wake::All => notifier.wake_all(),
+        }
+    }
+}
+
+/// Every `purge_interval`: delete expired blocks and idle queues, forget unfollowed queues.
+async fn purge_loop(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.purge_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = state.stopping.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stopping) => return,
+        }
+        let cutoff = unix_now().saturating_sub(state.config.ttl_secs());
+        match state.store.purge_expired(cutoff).await {
+            Ok(p) if p.blocks + p.queues > 0 => {
+                tracing::info!(blocks = p.blocks, queues = p.queues, "purged expired blocks and idle queues");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "purge of expired blocks failed"),
+        }
+        state.notifier.prune();
+    }
+}
+
+/// Completes once the relay has begun shutting down.
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held across the caller's awaits.
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// A relay started by [`start`].
+pub struct RunningRelay {
+    address: RelayAddress,
+    local_addr: SocketAddr,
+    store: AnyStore,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl RunningRelay {
+    /// The address clients use: `bcr://HOST:PORT#FINGERPRINT`.
+    pub fn address(&self) -> &RelayAddress {
+        &self.address
+    }
+
+    /// The socket address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, RelayError> {
+        Ok(self.store.stats().await?)
+    }
+
+    /// Stops accepting, lets open connections finish (up to the grace period), closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "relay stopped with an error"),
+            Err(err) => tracing::error!(error = %err, "relay task failed"),
+        }
+        self.store.close().await;
+    }
+}
+
+/// Starts a relay: creates the data directory, loads or makes the TLS certificate, binds,
+/// opens the store (running migrations), writes `DATA_DIR/address`, and serves in a task.
+pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
+    opts.config.validate()?;
+    create_data_dir(&opts.data_dir)?;
+    let host = opts.advertised_host();
+    let names =
+        if host == "localhost" { vec![host.clone()] } else { vec![host.clone(), "localhost".to_owned()] };
+    let (tls, cert) = load_or_create_tls(&opts.data_dir, &names)?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
+    let local_addr =
+        listener.local_addr().map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
+    let address = RelayAddress::for_certificate(host, local_addr.port(), &cert);
+    let options = StoreOptions { scrub_deleted: opts.config.scrub_deleted_blocks };
+    let store = AnyStore::open(&opts.store, &opts.data_dir, options).await?;
+    if let Err(err) = prepare(&store, &opts, &address).await {
+        store.close().await;
+        return Err(err);
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = run(listener, tls, store.clone(), opts.config, async move {
+        let _ = stopped.await;
+    });
+    let task = tokio::spawn(serving);
+    tracing::info!(%address, "relay listening");
+    Ok(RunningRelay { address, local_addr, store, stop, task })
+}
+
+/// Checks the store against the configuration and publishes the address.
+async fn prepare(store: &AnyStore, opts: &RelayOptions, address: &RelayAddress) -> Result<(), RelayError> {
+    let want = opts.config.block_size;
+    if let Some(held) = store.stored_block_size().await?
+        && held != want
+    {
+        return Err(RelayError::Config(format!(
+            "the store holds blocks of {held} bytes but the block size is set to {want}; \
+             use block size {held}, or a new data directory"
+        )));
+    }
+    write_address(&opts.data_dir, address)
+}
+
+fn create_data_dir(dir: &Path) -> Result<(), RelayError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // Only the relay's user may read its key and database.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| RelayError::DataDir { path: dir.to_owned(), reason: io_reason(&e) })
+}
+
+/// Writes `DIR/address` whole or not at all (write a temporary file, then rename).
+fn write_address(dir: &Path, address: &RelayAddress) -> Result<(), RelayError> {
+    let (path, tmp) = (dir.join("address"), dir.join("address.tmp"));
+    let fail = |e: std::io::Error| RelayError::WriteFile { path: path.clone(), reason: io_reason(&e) };
+    std::fs::write(&tmp, format!("{address}\n")).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM: what a relay binary waits for before
+/// [`RunningRelay::shutdown`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

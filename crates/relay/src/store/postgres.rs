@@ -1,0 +1,501 @@
+//! The PostgreSQL engine, for deployments with several relay nodes on one database. Same
+//! schema and same group commit as SQLite: one writer task owns a connection and applies
+//! each drained batch in one transaction, with array (`UNNEST`) statements so a batch of
+//! blocks costs a few round trips, not one per block. Fetches use a second connection.
+//! Queue rows are locked `FOR UPDATE` while a batch assigns their seqs, so nodes sharing a
+//! database never hand out the same seq twice.
+
+use std::error::Error as _;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use backchannel_wire::{Delivered, QueueId, SecretHash};
+use tokio::sync::{Mutex, mpsc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement, Transaction};
+
+use super::batch::{Batch, Command, Job, PutPlan, QueueRow, WriteDone, WriteOp, WriterHandle};
+use super::{Fetched, NewQueue, Purged, PutItem, StoreStats, Wake, fixed, to_i64, to_u64, unix_now};
+use crate::config::redact_password;
+use crate::{RelayError, StoreError};
+
+mod listen;
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+/// Serialises migrations when several relay nodes start at once.
+const MIGRATION_LOCK: i64 = 0x6263_7265_6c61_7900;
+
+/// A relay store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: WriterHandle,
+    target: Target,
+    reader: Mutex<Option<Arc<Reader>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// How to (re)connect: the parsed configuration and the schema to work in.
+#[derive(Clone)]
+struct Target {
+    config: Config,
+    schema: Option<String>,
+    shown: String,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.code() == Some(&SqlState::DISK_FULL) {
+            return Self::DiskFull;
+        }
+        let detail = match err.source() {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        };
+        if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) {
+            return Self::Unreachable(detail);
+        }
+        Self::Backend { engine: "PostgreSQL", message: detail }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `conn` (a `postgres://` URL or a `key=value` string), optionally working in
+    /// `schema` (which must exist), and brings the schema up to date.
+    pub async fn open(conn: &str, schema: Option<&str>) -> Result<Self, RelayError> {
+        let shown = redact_password(conn);
+        let config = Config::from_str(conn).map_err(|e| RelayError::OpenStore {
+            location: shown.clone(),
+            reason: format!("invalid connection string: {e}"),
+        })?;
+        let target = Target { config, schema: schema.map(str::to_owned), shown };
+        let unreachable = |e: StoreError| RelayError::PostgresUnreachable {
+            location: target.shown.clone(),
+            reason: e.to_string(),
+        };
+        let mut client = target.connect().await.map_err(unreachable)?;
+        let failed =
+            |e: StoreError| RelayError::OpenStore { location: target.shown.clone(), reason: e.to_string() };
+        migrate(&mut client).await.map_err(failed)?;
+        let writer_conn = WriterConn::new(client).await.map_err(failed)?;
+        let reader = Reader::connect(&target).await.map_err(unreachable)?;
+        let (writer, rx) = WriterHandle::new();
+        let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                target,
+                reader: Mutex::new(Some(Arc::new(reader))),
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    pub(crate) fn writer(&self) -> &WriterHandle {
+        &self.inner.writer
+    }
+
+    /// The shared read connection, reconnected if the server dropped it.
+    async fn reader(&self) -> Result<Arc<Reader>, StoreError> {
+        let mut slot = self.inner.reader.lock().await;
+        match slot.as_ref() {
+            Some(reader) if !reader.client.is_closed() => Ok(Arc::clone(reader)),
+            Some(_) => {
+                let reader = Arc::new(Reader::connect(&self.inner.target).await?);
+                *slot = Some(Arc::clone(&reader));
+                Ok(reader)
+            }
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    pub(crate) async fn fetch(
+        &self,
+        recv_id: QueueId,
+        hash: SecretHash,
+        after: u64,
+        max: usize,
+    ) -> Result<Fetched, StoreError> {
+        let reader = self.reader().await?;
+        let (key, touched_at) = authorize(&reader.client, &reader.authorize, recv_id, hash).await?;
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = reader.client.query(&reader.fetch, &[&key, &to_i64(after), &limit]).await?;
+        let items = rows.iter().map(|r| Delivered { seq: to_u64(r.get(0)), block: r.get(1) }).collect();
+        Ok(Fetched { items, touched_at })
+    }
+
+    pub(crate) async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let reader = self.reader().await?;
+        let row = reader
+            .client
+            .query_one(
+                "SELECT (SELECT count(*) FROM queues), (SELECT count(*) FROM blocks),
+                        (SELECT coalesce(sum(octet_length(data)), 0)::int8 FROM blocks)",
+                &[],
+            )
+            .await?;
+        Ok(StoreStats { queues: to_u64(row.get(0)), blocks: to_u64(row.get(1)), bytes: to_u64(row.get(2)) })
+    }
+
+    pub(crate) async fn stored_block_size(&self) -> Result<Option<usize>, StoreError> {
+        let reader = self.reader().await?;
+        let row = reader.client.query_opt("SELECT octet_length(data) FROM blocks LIMIT 1", &[]).await?;
+        Ok(row.map(|r| usize::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
+    }
+
+    /// Wake-ups for blocks committed through any node sharing this database.
+    pub(crate) fn wakes(&self) -> mpsc::Receiver<Wake> {
+        listen::spawn(self.inner.target.clone())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.inner.writer.close().await;
+        if let Some(task) = self.inner.task.lock().await.take() {
+            let _ = task.await;
+        }
+        self.inner.reader.lock().await.take();
+    }
+}
+
+impl Target {
+    async fn connect(&self) -> Result<Client, StoreError> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %err, "PostgreSQL connection ended");
+            }
+        });
+        if let Some(schema) = &self.schema {
+            client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema))).await?;
+        }
+        Ok(client)
+    }
+}
+
+/// Quotes an SQL identifier (a schema name).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.query_one("SELECT pg_advisory_xact_lock($1)::text", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let current: i32 =
+        tx.query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[]).await?.get(0);
+    let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > latest {
+        return Err(StoreError::Backend {
+            engine: "PostgreSQL",
+            message: format!(
+                "schema version {current} is newer than this relay knows ({latest}); upgrade the relay"
+            ),
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO schema_version VALUES ($1, $2)", &[version, &to_i64(unix_now())]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The read connection and its prepared statements.
+struct Reader {
+    client: Client,
+    authorize: Statement,
+    fetch: Statement,
+}
+
+impl Reader {
+    async fn connect(target: &Target) -> Result<Self, StoreError> {
+        let client = target.connect().await?;
+        let authorize = client.prepare(AUTHORIZE).await?;
+        let fetch = client
+            .prepare("SELECT seq, data FROM blocks WHERE queue = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .await?;
+        Ok(Self { client, authorize, fetch })
+    }
+}
+
+const AUTHORIZE: &str = "SELECT id, recv_hash, touched_at FROM queues WHERE recv_id = $1";
+
+/// The queue's key and last activity if `hash` opens it for receiving.
+async fn authorize(
+    client: &impl GenericClient,
+    stmt: &Statement,
+    recv_id: QueueId,
+    hash: SecretHash,
+) -> Result<(i64, u64), StoreError> {
+    let row = client.query_opt(stmt, &[&recv_id.0.as_slice()]).await?;
+    let Some(row) = row else { return Err(StoreError::NotAuthorized) };
+    let stored: &[u8] = row.get(1);
+    if SecretHash(fixed(stored)?) != hash {
+        return Err(StoreError::NotAuthorized);
+    }
+    Ok((row.get(0), to_u64(row.get(2))))
+}
+
+/// The writer's connection and its prepared statements.
+struct WriterConn {
+    client: Client,
+    s: Statements,
+}
+
+struct Statements {
+    create: Statement,
+    load: Statement,
+    insert: Statement,
+    update: Statement,
+    authorize: Statement,
+    ack_delete: Statement,
+    ack_update: Statement,
+    touch: Statement,
+    notify: Statement,
+}
+
+impl WriterConn {
+    async fn new(client: Client) -> Result<Self, StoreError> {
+        let s = Statements {
+            create: client
+                .prepare(
+                    "INSERT INTO queues (recv_id, send_id, recv_hash, send_hash, touched_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .await?,
+            load: client
+                .prepare(
+                    "SELECT id, send_id, recv_id, send_hash, next_seq, stored, touched_at FROM queues
+                     WHERE send_id = ANY($1) ORDER BY id FOR UPDATE",
+                )
+                .await?,
+            insert: client
+                .prepare(
+                    "INSERT INTO blocks (queue, seq, stored_at, data)
+                     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::bytea[])",
+                )
+                .await?,
+            update: client
+                .prepare(
+                    "UPDATE queues AS q SET next_seq = u.next_seq, stored = u.stored,
+                            touched_at = GREATEST(q.touched_at, u.touched_at)
+                     FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[]) AS u(id, next_seq, stored, touched_at)
+                     WHERE q.id = u.id",
+                )
+                .await?,
+            authorize: client.prepare(&format!("{AUTHORIZE} FOR UPDATE")).await?,
+            ack_delete: client.prepare("DELETE FROM blocks WHERE queue = $1 AND seq = ANY($2)").await?,
+            ack_update: client
+                .prepare("UPDATE queues SET stored = stored - $1, touched_at = GREATEST(touched_at, $2) WHERE id = $3")
+                .await?,
+            touch: client
+                .prepare("UPDATE queues SET touched_at = GREATEST(touched_at, $1) WHERE recv_id = $2")
+                .await?,
+            notify: client
+                .prepare(&format!("SELECT pg_notify('{}', id) FROM unnest($1::text[]) AS id", listen::CHANNEL))
+                .await?,
+        };
+        Ok(Self { client, s })
+    }
+}
+
+/// The writer task: take everything pending, apply it in one transaction, commit, answer.
+/// A lost connection fails the batch in hand, then the next batch reconnects.
+async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receiver<Command>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Batch::drain(first, &mut rx);
+        if !batch.jobs.is_empty() {
+            if conn.client.is_closed() {
+                match reconnect(&target).await {
+                    Ok(fresh) => conn = fresh,
+                    Err(err) => tracing::warn!(error = %err, "PostgreSQL writer cannot reconnect"),
+                }
+            }
+            let results = apply(&mut conn, &mut batch.jobs).await;
+            Batch::answer(batch.jobs, results);
+        }
+        if let Some(done) = batch.close {
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+async fn reconnect(target: &Target) -> Result<WriterConn, StoreError> {
+    WriterConn::new(target.connect().await?).await
+}
+
+type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;
+
+/// Applies a batch in one transaction; see the SQLite engine for the error policy.
+async fn apply(conn: &mut WriterConn, jobs: &mut [Job]) -> Results {
+    let s = &conn.s;
+    let tx = conn.client.transaction().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut plan = PutPlan::default();
+    for job in jobs.iter_mut() {
+        let result = match &mut job.op {
+            WriteOp::Put { items, quota, now } => {
+                put(&tx, s, &mut plan, std::mem::take(items), *quota, *now).await
+            }
+            other => match flush(&tx, s, &mut plan).await {
+                Ok(()) => apply_other(&tx, s, other).await,
+                Err(err) => Err(err),
+            },
+        };
+        match result {
+            Err(err) if !err.is_per_request() => return Err(err),
+            result => results.push(result),
+        }
+    }
+    flush(&tx, s, &mut plan).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn apply_other(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    op: &mut WriteOp,
+) -> Result<WriteDone, StoreError> {
+    match op {
+        WriteOp::Create { queue, now } => create(tx, s, queue, *now).await,
+        WriteOp::Ack { recv_id, hash, seqs, now } => ack(tx, s, *recv_id, *hash, seqs, *now).await,
+        WriteOp::Touch { recv_id, now } => {
+            tx.execute(&s.touch, &[&to_i64(*now), &recv_id.0.as_slice()]).await?;
+            Ok(WriteDone::Touched)
+        }
+        WriteOp::Delete { recv_id, hash } => delete(tx, s, *recv_id, *hash).await,
+        WriteOp::Purge { cutoff } => purge(tx, *cutoff).await,
+        WriteOp::Put { .. } => {
+            Err(StoreError::Backend { engine: "PostgreSQL", message: "misrouted put".into() })
+        }
+    }
+}
+
+async fn create(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    q: &NewQueue,
+    now: u64,
+) -> Result<WriteDone, StoreError> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &q.recv_id.0.as_slice(),
+        &q.send_id.0.as_slice(),
+        &q.recv_hash.0.as_slice(),
+        &q.send_hash.0.as_slice(),
+        &to_i64(now),
+    ];
+    let n = tx.execute(&s.create, &params).await?;
+    if n == 0 { Err(StoreError::IdTaken) } else { Ok(WriteDone::Created) }
+}
+
+async fn put(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    plan: &mut PutPlan,
+    items: Vec<PutItem>,
+    quota: u32,
+    now: u64,
+) -> Result<WriteDone, StoreError> {
+    let missing = plan.missing(&items);
+    if !missing.is_empty() {
+        let ids: Vec<&[u8]> = missing.iter().map(|id| id.0.as_slice()).collect();
+        for row in tx.query(&s.load, &[&ids]).await? {
+            let send_id = QueueId(fixed(row.get::<_, &[u8]>(1))?);
+            let loaded = QueueRow {
+                key: row.get(0),
+                recv_id: QueueId(fixed(row.get::<_, &[u8]>(2))?),
+                send_hash: SecretHash(fixed(row.get::<_, &[u8]>(3))?),
+                next_seq: to_u64(row.get(4)),
+                stored: to_u64(row.get(5)),
+                touched_at: to_u64(row.get(6)),
+                dirty: false,
+            };
+            plan.rows.insert(send_id, Some(loaded));
+        }
+        for id in missing {
+            plan.rows.entry(id).or_insert(None);
+        }
+    }
+    Ok(WriteDone::Put(plan.plan(items, quota, now)))
+}
+
+/// Writes the planned blocks and queue counters with one statement each.
+async fn flush(tx: &Transaction<'_>, s: &Statements, plan: &mut PutPlan) -> Result<(), StoreError> {
+    let (rows, blocks) = plan.take_dirty();
+    if !blocks.is_empty() {
+        let queues: Vec<i64> = blocks.iter().map(|b| b.queue_key).collect();
+        let seqs: Vec<i64> = blocks.iter().map(|b| to_i64(b.seq)).collect();
+        let times: Vec<i64> = blocks.iter().map(|b| to_i64(b.stored_at)).collect();
+        let data: Vec<&[u8]> = blocks.iter().map(|b| b.block.as_slice()).collect();
+        tx.execute(&s.insert, &[&queues, &seqs, &times, &data]).await?;
+    }
+    if !rows.is_empty() {
+        let keys: Vec<i64> = rows.iter().map(|r| r.key).collect();
+        let next: Vec<i64> = rows.iter().map(|r| to_i64(r.next_seq)).collect();
+        let stored: Vec<i64> = rows.iter().map(|r| to_i64(r.stored)).collect();
+        let touched: Vec<i64> = rows.iter().map(|r| to_i64(r.touched_at)).collect();
+        tx.execute(&s.update, &[&keys, &next, &stored, &touched]).await?;
+        // Delivered at commit, and only if it commits: other nodes wake their followers.
+        let woken: Vec<String> = rows.iter().map(|r| r.recv_id.to_hex()).collect();
+        tx.execute(&s.notify, &[&woken]).await?;
+    }
+    Ok(())
+}
+
+async fn ack(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    recv_id: QueueId,
+    hash: SecretHash,
+    seqs: &[u64],
+    now: u64,
+) -> Result<WriteDone, StoreError> {
+    let (key, _) = authorize(tx, &s.authorize, recv_id, hash).await?;
+    let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
+    let deleted = tx.execute(&s.ack_delete, &[&key, &seqs]).await?;
+    tx.execute(&s.ack_update, &[&to_i64(deleted), &to_i64(now), &key]).await?;
+    Ok(WriteDone::Acked(deleted))
+}
+
+async fn delete(
+    tx: &Transaction<'_>,
+    s: &Statements,
+    recv_id: QueueId,
+    hash: SecretHash,
+) -> Result<WriteDone, StoreError> {
+    let (key, _) = authorize(tx, &s.authorize, recv_id, hash).await?;
+    tx.execute("DELETE FROM blocks WHERE queue = $1", &[&key]).await?;
+    tx.execute("DELETE FROM queues WHERE id = $1", &[&key]).await?;
+    tx.execute(&s.notify, &[&vec![recv_id.to_hex()]]).await?;
+    Ok(WriteDone::Deleted)
+}
+
+async fn purge(tx: &Transaction<'_>, cutoff: u64) -> Result<WriteDone, StoreError> {
+    let cutoff = to_i64(cutoff);
+    let expired: i64 = tx
+        .query_one(
+            "WITH gone AS (DELETE FROM blocks WHERE stored_at < $1 RETURNING queue),
+                  counts AS (SELECT queue, count(*) AS n FROM gone GROUP BY queue),
+                  fixed AS (UPDATE queues AS q SET stored = q.stored - c.n FROM counts c WHERE q.id = c.queue)
+             SELECT coalesce(sum(n), 0)::int8 FROM counts",
+            &[&cutoff],
+        )
+        .await?
+        .get(0);
+    let idle_blocks = tx
+        .execute(
+            "DELETE FROM blocks WHERE queue IN (SELECT id FROM queues WHERE touched_at < $1)",
+            &[&cutoff],
+        )
+        .await?;
+    let queues = tx.execute("DELETE FROM queues WHERE touched_at < $1", &[&cutoff]).await?;
+    Ok(WriteDone::Purged(Purged { blocks: to_u64(expired) + idle_blocks, queues }))
+}

@@ -1,0 +1,90 @@
+//! Cross-node wake-ups. When several relay nodes share one database, a block stored through
+//! one node must wake WebSocket followers on the others. The writer issues `pg_notify` inside
+//! each committing transaction (so it is delivered only if the commit succeeds); every node
+//! keeps one `LISTEN` connection and turns notifications into [`Wake`]s.
+
+use std::time::Duration;
+
+use backchannel_wire::QueueId;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::Target;
+use crate::StoreError;
+use crate::store::Wake;
+
+/// The notification channel; the payload is a receive queue id in hex.
+pub(super) const CHANNEL: &str = "backchannel_blocks";
+const WAKES_DEPTH: usize = 1024;
+
+/// Starts listening; the task ends when the receiver is dropped.
+pub(super) fn spawn(target: Target) -> mpsc::Receiver<Wake> {
+    let (tx, rx) = mpsc::channel(WAKES_DEPTH);
+    tokio::spawn(listen_loop(target, tx));
+    rx
+}
+
+/// Listens, and after any loss of the connection reconnects (backing off up to 30 s).
+async fn listen_loop(target: Target, tx: mpsc::Sender<Wake>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match listen_once(&target, &tx).await {
+            Ok(()) => return,
+            Err(err) => tracing::warn!(error = %err, "PostgreSQL wake-up listener lost; reconnecting"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Forwards notifications until the connection fails (`Err`) or nobody listens (`Ok`).
+async fn listen_once(target: &Target, tx: &mpsc::Sender<Wake>) -> Result<(), StoreError> {
+    let (client, mut connection) = target.config.connect(NoTls).await?;
+    let (msg_tx, mut messages) = mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(msg) = stream.next().await {
+            if msg_tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    let result = match listening {
+        Ok(()) => forward(tx, &mut messages).await,
+        Err(err) => Err(err.into()),
+    };
+    pump.abort();
+    result
+}
+
+async fn forward(
+    tx: &mpsc::Sender<Wake>,
+    messages: &mut mpsc::UnboundedReceiver<Result<AsyncMessage, tokio_postgres::Error>>,
+) -> Result<(), StoreError> {
+    // Anything committed while we were not listening is caught by waking everyone once.
+    if tx.send(Wake::All).await.is_err() {
+        return Ok(());
+    }
+    loop {
+        let msg = tokio::select! {
+            msg = messages.recv() => msg,
+            () = tx.closed() => return Ok(()),
+        };
+        let wake = match msg {
+            Some(Ok(AsyncMessage::Notification(n))) => QueueId::from_hex(n.payload()).ok().map(Wake::Queue),
+            Some(Ok(_)) => None,
+            Some(Err(err)) => return Err(err.into()),
+            None => return Err(StoreError::Unreachable("the listening connection closed".into())),
+        };
+        if let Some(wake) = wake
+            && tx.send(wake).await.is_err()
+        {
+            return Ok(());
+        }
+    }
+}
