@@ -19,7 +19,13 @@ pub struct Relay {
 impl Relay {
     /// Starts `backchannel relay` on `port` (0: any) and waits for its address line.
     pub fn start(data: &Path, port: u16) -> Relay {
+        Self::start_with(data, port, &[])
+    }
+
+    /// Starts with extra global flags (e.g. `-vvv`); stderr is copied to `DATA.log`.
+    pub fn start_with(data: &Path, port: u16, flags: &[&str]) -> Relay {
         let mut child = Command::new(BIN)
+            .args(flags)
             .args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .stdout(Stdio::piped())
@@ -35,9 +41,11 @@ impl Relay {
             panic!("relay did not start: {err}");
         };
         let address = address.trim().to_owned();
-        // Drain stderr so the relay never blocks on a full pipe.
+        // Drain stderr into a log beside the data directory, so the relay never blocks on a
+        // full pipe and tests can read what it logged.
         let mut stderr = child.stderr.take().expect("relay stderr");
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let mut log = std::fs::File::create(data.with_extension("log")).expect("relay log");
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
         let port = address
             .rsplit_once('#')
             .and_then(|(a, _)| a.rsplit_once(':'))
@@ -57,6 +65,7 @@ impl Relay {
     pub fn restart(&mut self) {
         self.stop();
         let again = Relay::start(&self.data.clone(), self.port);
+        // (a restart's log replaces the first one's; tests that read logs do not restart)
         assert_eq!(again.address, self.address, "same certificate and port after restart");
         *self = again;
     }
