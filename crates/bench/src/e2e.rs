@@ -1,0 +1,226 @@
+//! End-to-end note latency: Alice and Bao, two real parties (encrypted stores, durable
+//! outboxes) talking through an in-process relay. Bao runs `watch` (WebSocket push) in a
+//! task; Alice seals, stores and sends one note per tick of a 1 ms interval. Latency is Bao's
+//! callback time minus the time Alice started sending that note (both carried in the note).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use backchannel_client::{Event, Party, Passphrase, WatchStatus};
+use backchannel_relay::{RelayOptions, RunningRelay};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use crate::Timing;
+use crate::report::Report;
+
+const RATE_PER_S: f64 = 1_000.0;
+const NOTE_BYTES: usize = 256;
+/// How long to wait for stragglers after the last send.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// How many notes to send: the first `warmup` are not measured.
+pub struct Pace {
+    pub warmup: u64,
+    pub measured: u64,
+}
+
+impl Pace {
+    fn new(timing: Timing) -> Self {
+        let (warmup, measured) = if timing.quick { (500, 2_000) } else { (1_000, 5_000) };
+        Self { warmup, measured }
+    }
+}
+
+/// One received note: its index and how long it took.
+pub struct Sample {
+    pub index: u64,
+    pub latency_ns: u64,
+}
+
+/// Latency percentiles over the measured notes, the rate actually offered, and losses.
+pub struct Measured {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub offered: Offered,
+    pub missing: u64,
+}
+
+/// The rate a paced sender achieved, and how long one send took on average.
+#[derive(Clone, Copy)]
+pub struct Offered {
+    pub per_s: f64,
+    pub mean_send_ms: f64,
+}
+
+pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
+    let pace = Pace::new(timing);
+    let dir = tempfile::tempdir()?;
+    let relay =
+        backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, dir.path().join("relay"))).await?;
+    let result = parties(dir.path(), &relay, &pace).await;
+    relay.shutdown().await;
+    let measured = result?;
+    report.set("e2e_p50_ms", measured.p50_ms);
+    report.set("e2e_p99_ms", measured.p99_ms);
+    report.set("e2e_offered_per_s", measured.offered.per_s);
+    report.set("e2e_notes_missing", measured.missing as f64);
+    report.note(format!(
+        "e2e: {} warm-up + {} measured notes of {NOTE_BYTES} B at a target of {RATE_PER_S} per s (1 ms tokio \
+         interval, missed ticks skipped, never bursts); each send = queue_note (SQLite transaction) + flush_outbox \
+         (one relay request); receipt = Bao's watch callback over WebSocket",
+        pace.warmup, pace.measured
+    ));
+    if measured.offered.per_s < RATE_PER_S * 0.95 {
+        report.note(format!(
+            "e2e: Alice could not sustain {RATE_PER_S} notes/s: one send (queue_note + flush_outbox) took {:.2} ms \
+             on average, so she offered {:.0}/s, and the latency is at that rate",
+            measured.offered.mean_send_ms, measured.offered.per_s
+        ));
+    }
+    crate::jetstream::run_latency(report, &pace).await
+}
+
+async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measured> {
+    let pass = Passphrase::new("bench passphrase, not secret".into());
+    let mut alice = Party::init(&dir.join("alice"), &pass, "Alice", "Delegation A")?;
+    let mut bao = Party::init(&dir.join("bao"), &pass, "Bao", "Delegation B")?;
+    let invitation = alice.invite(relay.address(), 3600).await?;
+    bao.accept(&invitation).await?;
+    alice.sync().await?;
+    let origin = Instant::now();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(async move {
+        let on_event = move |event: &Event| {
+            if let Event::Note { text, .. } = event {
+                let now = origin.elapsed().as_nanos() as u64;
+                if let Some(sample) = parse_note(text, now) {
+                    let _ = tx.send(sample);
+                }
+            }
+        };
+        let on_status = move |status: WatchStatus| {
+            let _ = status_tx.send(status);
+        };
+        bao.watch(on_event, on_status).await
+    });
+    let result = async {
+        match tokio::time::timeout(Duration::from_secs(10), status_rx.recv()).await {
+            Ok(Some(WatchStatus::Connected(_))) => {}
+            other => bail!("Bao's watch did not connect: {other:?}"),
+        }
+        let offered = paced(pace, origin, async |i, t| {
+            alice.queue_note("Bao", &note_text(i, t))?;
+            alice.flush_outbox().await?;
+            Ok(())
+        })
+        .await?;
+        Ok(collect(pace, offered, rx).await)
+    }
+    .await;
+    if watcher.is_finished() {
+        watcher.await?.context("Bao's watch stopped")?;
+    } else {
+        watcher.abort();
+    }
+    result
+}
+
+fn note_text(index: u64, t_ns: u64) -> String {
+    let mut text = format!("bench-note {index} {t_ns} ");
+    text.extend(std::iter::repeat_n('.', NOTE_BYTES.saturating_sub(text.len())));
+    text
+}
+
+fn parse_note(text: &str, now_ns: u64) -> Option<Sample> {
+    let mut words = text.split_whitespace();
+    if words.next() != Some("bench-note") {
+        return None;
+    }
+    let index = words.next()?.parse().ok()?;
+    let sent: u64 = words.next()?.parse().ok()?;
+    Some(Sample { index, latency_ns: now_ns.saturating_sub(sent) })
+}
+
+/// Calls `send(index, ns since origin)` once per tick of a 1 ms interval; returns the rate
+/// actually achieved over the measured part and the mean send time. A slow send makes the
+/// next ticks skip rather than burst, so a sender that cannot keep up shows up as a lower rate.
+pub async fn paced(
+    pace: &Pace,
+    origin: Instant,
+    mut send: impl AsyncFnMut(u64, u64) -> Result<()>,
+) -> Result<Offered> {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE_PER_S));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let (mut measured_from, mut busy) = (Instant::now(), Duration::ZERO);
+    for i in 0..pace.warmup + pace.measured {
+        tick.tick().await;
+        if i == pace.warmup {
+            (measured_from, busy) = (Instant::now(), Duration::ZERO);
+        }
+        let started = Instant::now();
+        send(i, origin.elapsed().as_nanos() as u64).await?;
+        busy += started.elapsed();
+    }
+    let n = pace.measured as f64;
+    Ok(Offered {
+        per_s: n / measured_from.elapsed().as_secs_f64(),
+        mean_send_ms: busy.as_secs_f64() * 1e3 / n,
+    })
+}
+
+/// Gathers samples until every measured note arrived or `DRAIN` passed with none missing.
+pub async fn collect(pace: &Pace, offered: Offered, mut rx: mpsc::UnboundedReceiver<Sample>) -> Measured {
+    let wanted = pace.warmup..pace.warmup + pace.measured;
+    let mut seen = HashSet::new();
+    let mut latencies = Vec::with_capacity(pace.measured as usize);
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while (seen.len() as u64) < pace.measured {
+        let Ok(Some(sample)) = tokio::time::timeout_at(deadline, rx.recv()).await else { break };
+        if wanted.contains(&sample.index) && seen.insert(sample.index) {
+            latencies.push(sample.latency_ns as f64 / 1e6);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Measured {
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        offered,
+        missing: pace.measured - seen.len() as u64,
+    }
+}
+
+/// Nearest-rank percentile of sorted values (NaN when there are none).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_carry_index_and_time() {
+        let text = note_text(42, 1_000_000);
+        assert_eq!(text.len(), NOTE_BYTES);
+        let s = parse_note(&text, 3_500_000).unwrap_or(Sample { index: 0, latency_ns: 0 });
+        assert_eq!((s.index, s.latency_ns), (42, 2_500_000));
+        assert!(parse_note("hello", 0).is_none());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}
