@@ -11,6 +11,7 @@ mod e2e;
 mod idle;
 mod jetstream;
 mod relay_load;
+mod relay_push;
 mod report;
 
 use std::path::PathBuf;

@@ -28,11 +28,23 @@ const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 2;
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// How consumers receive: pushed over one WebSocket per connection (what `watch` uses), or
+/// by polling each queue with fetch (what `sync` uses).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Consume {
+    Push,
+    Fetch,
+}
+
 pub async fn run_sqlite(report: &mut Report, timing: Timing) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (rate, shape) = measure(StoreSpec::Sqlite, dir.path(), timing).await?;
-    report.set("relay_blocks_per_s", rate);
-    report.note(format!("relay (SQLite): {shape}"));
+    for (consume, key) in
+        [(Consume::Push, "relay_blocks_per_s"), (Consume::Fetch, "relay_blocks_per_s_fetch")]
+    {
+        let dir = tempfile::tempdir()?;
+        let (rate, shape) = measure(StoreSpec::Sqlite, dir.path(), timing, consume).await?;
+        report.set(key, rate);
+        report.note(format!("relay (SQLite, {consume:?} consumers): {shape}"));
+    }
     Ok(())
 }
 
@@ -48,13 +60,26 @@ pub async fn run_postgres(report: &mut Report, timing: Timing) -> Result<()> {
     };
     let schema = format!("bcbench_{}_{}", std::process::id(), unix_ms());
     admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.context("cannot create a bench schema")?;
-    let dir = tempfile::tempdir()?;
-    let result = measure(StoreSpec::Postgres(with_search_path(&url, &schema)), dir.path(), timing).await;
+    let result = postgres_both(report, &with_search_path(&url, &schema), timing).await;
     let dropped = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await;
-    let (rate, shape) = result?;
+    result?;
     dropped.with_context(|| format!("cannot drop bench schema {schema}"))?;
-    report.set("relay_blocks_per_s_postgres", rate);
-    report.note(format!("relay (PostgreSQL, schema {schema}, dropped after): {shape}"));
+    Ok(())
+}
+
+async fn postgres_both(report: &mut Report, url: &str, timing: Timing) -> Result<()> {
+    let modes = [
+        (Consume::Push, "relay_blocks_per_s_postgres"),
+        (Consume::Fetch, "relay_blocks_per_s_postgres_fetch"),
+    ];
+    for (consume, key) in modes {
+        let dir = tempfile::tempdir()?;
+        let (rate, shape) = measure(StoreSpec::Postgres(url.to_owned()), dir.path(), timing, consume).await?;
+        report.set(key, rate);
+        report.note(format!(
+            "relay (PostgreSQL, {consume:?} consumers, a schema of its own dropped after): {shape}"
+        ));
+    }
     Ok(())
 }
 
@@ -82,21 +107,26 @@ fn with_search_path(url: &str, schema: &str) -> String {
 }
 
 /// Starts a relay on `store` and drives the load; returns blocks/s and a description.
-async fn measure(store: StoreSpec, dir: &Path, timing: Timing) -> Result<(f64, String)> {
+async fn measure(store: StoreSpec, dir: &Path, timing: Timing, consume: Consume) -> Result<(f64, String)> {
     let mut options = RelayOptions::new("127.0.0.1:0".parse()?, dir);
     options.store = store;
     // The per-connection request limit guards against abuse; here it would cap the load.
     options.config = RelayConfig { rate_per_sec: 1_000_000, rate_burst: 1_000_000, ..RelayConfig::default() };
     let relay = backchannel_relay::start(options).await?;
-    let result = drive(relay.address(), timing).await;
+    let result = drive(relay.address(), timing, consume).await;
     relay.shutdown().await;
     let (rate, waits) = result?;
     let (producers, consumers) = connections()?;
     let shape = format!(
         "{QUEUES} queues, {producers} producer connections sending {SEND_BATCH}-block batches, {consumers} consumer \
-         connections fetching up to {FETCH_MAX} and acking, backlog capped at {BACKLOG_CAP} blocks, TLS loopback, \
-         {:?} warm-up + {:?} window; {waits}",
-        timing.warmup, timing.window
+         connections {}, backlog capped at {BACKLOG_CAP} blocks, TLS loopback, {:?} warm-up + {:?} window; {waits}",
+        match consume {
+            Consume::Push =>
+                format!("each subscribed over WebSocket to its queues, acking up to {FETCH_MAX} at a time"),
+            Consume::Fetch => format!("fetching up to {FETCH_MAX} per queue and acking"),
+        },
+        timing.warmup,
+        timing.window
     );
     Ok((rate, shape))
 }
@@ -111,9 +141,9 @@ fn connections() -> Result<(usize, usize)> {
 }
 
 #[derive(Clone)]
-struct Queue {
-    recv_id: QueueId,
-    recv_secret: QueueSecret,
+pub struct Queue {
+    pub recv_id: QueueId,
+    pub recv_secret: QueueSecret,
     send_id: QueueId,
     send_secret: QueueSecret,
 }
@@ -137,7 +167,7 @@ impl Progress {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn waited(&self, which: usize, since: Instant) {
+    pub fn waited(&self, which: usize, since: Instant) {
         self.waits[2 * which].fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.waits[2 * which + 1].fetch_add(1, Ordering::Relaxed);
     }
@@ -150,7 +180,7 @@ impl Progress {
 }
 
 /// Runs the load; returns blocks/s and how long requests waited.
-async fn drive(address: &RelayAddress, timing: Timing) -> Result<(f64, String)> {
+async fn drive(address: &RelayAddress, timing: Timing, consume: Consume) -> Result<(f64, String)> {
     let (producers, consumers) = connections()?;
     let queues = Arc::new(create_queues(address).await?);
     let progress = Arc::new(Progress::default());
@@ -160,7 +190,10 @@ async fn drive(address: &RelayAddress, timing: Timing) -> Result<(f64, String)> 
     }
     for c in 0..consumers {
         let mine: Vec<Queue> = queues.iter().skip(c).step_by(consumers).cloned().collect();
-        tasks.spawn(consume(address.clone(), mine, progress.clone()));
+        match consume {
+            Consume::Push => tasks.spawn(crate::relay_push::consume(address.clone(), mine, progress.clone())),
+            Consume::Fetch => tasks.spawn(consume_fetch(address.clone(), mine, progress.clone())),
+        };
     }
     let rate = count_window(&mut tasks, &progress, timing).await?;
     let acks = progress.waits[3].load(Ordering::Relaxed).max(1);
@@ -255,7 +288,7 @@ async fn produce(
     Ok(())
 }
 
-async fn consume(address: RelayAddress, mine: Vec<Queue>, progress: Arc<Progress>) -> Result<()> {
+async fn consume_fetch(address: RelayAddress, mine: Vec<Queue>, progress: Arc<Progress>) -> Result<()> {
     let mut client = RelayClient::connect(&address).await?;
     while !progress.stopping() {
         let mut got = 0;

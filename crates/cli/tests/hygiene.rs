@@ -62,7 +62,7 @@ fn nothing_secret_in_logs_relay_files_or_client_files() {
         ("side", b"Delegation".to_vec()),
         ("alice passphrase", alice.passphrase.as_bytes().to_vec()),
         ("bao passphrase", bao.passphrase.as_bytes().to_vec()),
-        ("invitation text", invitation_body[20..80].as_bytes().to_vec()),
+        ("invitation text", invitation_body.as_bytes()[20..80].to_vec()),
     ];
     let places: Vec<(&str, Vec<u8>)> = vec![
         ("relay log", relay_log),

@@ -8,6 +8,8 @@ use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const IDENTITY: (&str, &str) = ("identity", "self");
+/// The public card alone: read on every send, so it must not cost an account unpickle.
+pub(crate) const CARD: (&str, &str) = ("card", "self");
 pub(crate) const CONTACT: &str = "contact";
 pub(crate) const PENDING: &str = "pending";
 pub(crate) const ACCEPTED: &str = "accepted";

@@ -9,7 +9,7 @@ use backchannel_proto::identity::{Card, Identity, IdentityPickle};
 use backchannel_wire::RelayAddress;
 
 use crate::error::{ClientError, Result};
-use crate::model::{CONTACT, ContactRecord, ContactView, Entry, EntryView, IDENTITY};
+use crate::model::{CARD, CONTACT, ContactRecord, ContactView, Entry, EntryView, IDENTITY};
 use crate::store::{Passphrase, Store, Tx};
 use crate::transport::RelayClient;
 
@@ -36,7 +36,10 @@ impl Party {
         let identity = Identity::generate(name, side)
             .map_err(|why| ClientError::InvalidInput { what: "name or side", why: why.to_owned() })?;
         let mut store = Store::create(home, passphrase)?;
-        store.tx(|tx| tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle()))?;
+        store.tx(|tx| {
+            tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle())?;
+            tx.put(CARD.0, CARD.1, &identity.card())
+        })?;
         Ok(Self { store, relays: HashMap::new() })
     }
 
@@ -63,12 +66,12 @@ impl Party {
 
     /// This party's public card.
     pub fn me(&mut self) -> Result<Card> {
-        self.store.tx(|tx| Ok(load_identity(tx)?.card()))
+        self.store.tx(|tx| load_card(tx))
     }
 
     pub fn contacts(&mut self) -> Result<Vec<ContactView>> {
         self.store.tx(|tx| {
-            let me = load_identity(tx)?.card();
+            let me = load_card(tx)?;
             let all = tx.all::<ContactRecord>(CONTACT)?;
             Ok(all.iter().map(|(_, c)| ContactView::new(&me, c)).collect())
         })
@@ -77,7 +80,7 @@ impl Party {
     /// Marks a contact verified, after the humans compared safety numbers out of band.
     pub fn verify(&mut self, name: &str) -> Result<ContactView> {
         self.store.tx(|tx| {
-            let me = load_identity(tx)?.card();
+            let me = load_card(tx)?;
             let (id, mut contact) = find_contact(tx, name)?;
             contact.verified = true;
             tx.put(CONTACT, &id, &contact)?;
@@ -105,6 +108,10 @@ fn view(entry: Entry, contact: &mut ContactRecord) -> EntryView {
         _ => None,
     };
     EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing }
+}
+
+pub(crate) fn load_card(tx: &Tx<'_>) -> Result<Card> {
+    tx.get(CARD.0, CARD.1)?.ok_or_else(|| ClientError::Store { path: String::new(), why: "card missing".into() })
 }
 
 pub(crate) fn load_identity(tx: &Tx<'_>) -> Result<Identity> {

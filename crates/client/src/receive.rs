@@ -116,61 +116,81 @@ impl Party {
             let Some(last) = batch.items.last().map(|i| i.seq) else { return Ok(()) };
             // Page on past what stays unacknowledged (pieces of frames still incomplete).
             after = last;
-            let mut acks = Vec::new();
-            for item in batch.items {
-                let (a, e) = self.receive_block(&mut rx, inbox, item)?;
-                acks.extend(a);
-                events.extend(e);
-            }
+            let (acks, new_events) = self.receive_blocks(&mut rx, inbox, batch.items)?;
+            events.extend(new_events);
             if !acks.is_empty() {
                 client.ack(id, secret, acks).await?;
             }
         }
     }
 
-    /// Takes one delivered block; returns the relay seqs now safe to acknowledge.
-    pub(crate) fn receive_block(
+    /// Takes delivered blocks of one inbox and processes every frame they complete in ONE
+    /// transaction (one disk sync for a burst, not one per note). Returns the relay seqs now
+    /// safe to acknowledge, and what the user should see.
+    pub(crate) fn receive_blocks(
         &mut self,
         rx: &mut Receiver,
         inbox: &InboxRef,
-        item: Delivered,
+        items: Vec<Delivered>,
     ) -> Result<(Vec<u64>, Vec<Event>)> {
-        let fragment = match open_block(&item.block, &inbox.key) {
-            Ok(f) => f,
-            Err(e) => {
-                let event = self.store.tx(|tx| reject(tx, &inbox.id, &format!("{e}: dropped a block")))?;
-                return Ok((vec![item.seq], vec![event]));
+        self.store.tx(|tx| {
+            let mut out = Received::default();
+            for item in items {
+                receive_one(tx, rx, inbox, item, &mut out)?;
             }
-        };
-        if self.store.tx(|tx| tx.was_seen(&inbox.id, &fragment.frame_id))? {
-            let from = self.store.tx(|tx| Ok(label(tx, &inbox.id)))?;
-            return Ok((vec![item.seq], vec![Event::Duplicate { from }]));
-        }
-        let (reassembler, seqs) = rx.partial.entry(inbox.id.clone()).or_default();
-        seqs.entry(fragment.frame_id).or_default().insert(item.seq);
-        let whole = match reassembler.push(fragment) {
-            Ok(w) => w,
-            Err(e) => {
-                let event = self.store.tx(|tx| reject(tx, &inbox.id, &e.to_string()))?;
-                return Ok((vec![item.seq], vec![event]));
-            }
-        };
-        let Some((frame_id, frame)) = whole else { return Ok((Vec::new(), Vec::new())) };
-        let acks: Vec<u64> = seqs.remove(&frame_id).unwrap_or_default().into_iter().collect();
-        let outcome = self.store.tx(|tx| {
-            if waits_for_handshake(tx, &inbox.id, &frame)? {
-                return Ok(None);
-            }
-            if !tx.mark_seen(&inbox.id, &frame_id, now_ms())? {
-                return Ok(Some(vec![Event::Duplicate { from: label(tx, &inbox.id) }])); // another process took it
-            }
-            process_frame(tx, &inbox.id, &frame).map(Some)
-        })?;
-        match outcome {
-            Some(events) => Ok((acks, events)),
-            None => Ok((Vec::new(), Vec::new())),
-        }
+            Ok((out.acks, out.events))
+        })
     }
+}
+
+#[derive(Default)]
+struct Received {
+    acks: Vec<u64>,
+    events: Vec<Event>,
+}
+
+fn receive_one(
+    tx: &Tx<'_>,
+    rx: &mut Receiver,
+    inbox: &InboxRef,
+    item: Delivered,
+    out: &mut Received,
+) -> Result<()> {
+    let fragment = match open_block(&item.block, &inbox.key) {
+        Ok(f) => f,
+        Err(e) => {
+            out.acks.push(item.seq);
+            out.events.push(reject(tx, &inbox.id, &format!("{e}: dropped a block"))?);
+            return Ok(());
+        }
+    };
+    if tx.was_seen(&inbox.id, &fragment.frame_id)? {
+        out.acks.push(item.seq);
+        out.events.push(Event::Duplicate { from: label(tx, &inbox.id) });
+        return Ok(());
+    }
+    let (reassembler, seqs) = rx.partial.entry(inbox.id.clone()).or_default();
+    seqs.entry(fragment.frame_id).or_default().insert(item.seq);
+    let whole = match reassembler.push(fragment) {
+        Ok(w) => w,
+        Err(e) => {
+            out.acks.push(item.seq);
+            out.events.push(reject(tx, &inbox.id, &e.to_string())?);
+            return Ok(());
+        }
+    };
+    let Some((frame_id, frame)) = whole else { return Ok(()) };
+    let frame_seqs = seqs.remove(&frame_id).unwrap_or_default();
+    if waits_for_handshake(tx, &inbox.id, &frame)? {
+        return Ok(());
+    }
+    out.acks.extend(frame_seqs);
+    if !tx.mark_seen(&inbox.id, &frame_id, now_ms())? {
+        out.events.push(Event::Duplicate { from: label(tx, &inbox.id) }); // another process took it
+        return Ok(());
+    }
+    out.events.extend(process_frame(tx, &inbox.id, &frame)?);
+    Ok(())
 }
 
 /// A note that overtook the handshake on an invitation's queue (the host reordered them)

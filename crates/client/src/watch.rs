@@ -56,26 +56,34 @@ impl Party {
                     inboxes = self.inboxes()?;
                     self.refresh_links(&inboxes, &mut links, &tx, &mut on_status).await?;
                 }
-                Some((relay, incoming)) = rx.recv() => match incoming {
-                    Incoming::Block(recv_id, item) => {
-                        let Some(inbox) = self.inbox_for(&mut inboxes, recv_id)? else { continue };
-                        let (acks, events) = self.receive_block(&mut receiver, &inbox, item)?;
-                        events.iter().for_each(&mut on_event);
-                        if let (false, Some(link)) = (acks.is_empty(), links.get_mut(&relay)) {
-                            let _ = send_json(&mut link.sink, &WsClientMessage::Ack { recv_id, seqs: acks }).await;
-                        }
+                Some(first) = rx.recv() => {
+                    // Take everything already pushed, so a burst is committed once.
+                    let mut burst = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        burst.push(more);
                     }
-                    Incoming::Notice(text) => on_status(WatchStatus::Disconnected(relay, text)),
-                    Incoming::Closed(why) => {
-                        links.remove(&relay);
-                        on_status(WatchStatus::Disconnected(relay, why));
+                    for (relay, incoming) in group_blocks(burst) {
+                        match incoming {
+                            Grouped::Blocks(recv_id, items) => {
+                                let Some(inbox) = self.inbox_for(&mut inboxes, recv_id)? else { continue };
+                                let (acks, events) = self.receive_blocks(&mut receiver, &inbox, items)?;
+                                events.iter().for_each(&mut on_event);
+                                if let (false, Some(link)) = (acks.is_empty(), links.get_mut(&relay)) {
+                                    let _ = send_json(&mut link.sink, &WsClientMessage::Ack { recv_id, seqs: acks }).await;
+                                }
+                            }
+                            Grouped::Notice(text) => on_status(WatchStatus::Disconnected(relay, text)),
+                            Grouped::Closed(why) => {
+                                links.remove(&relay);
+                                on_status(WatchStatus::Disconnected(relay, why));
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Connects to relays we are not connected to and subscribes inboxes not yet subscribed.
     /// The inbox a block was pushed for; re-reads the store once if it is not known yet.
     fn inbox_for(&mut self, known: &mut Vec<InboxRef>, recv_id: QueueId) -> Result<Option<InboxRef>> {
         if !known.iter().any(|i| i.inbox.recv_id == recv_id) {
@@ -111,6 +119,30 @@ impl Party {
         }
         Ok(())
     }
+}
+
+enum Grouped {
+    Blocks(QueueId, Vec<backchannel_wire::Delivered>),
+    Notice(String),
+    Closed(String),
+}
+
+/// Gathers consecutive blocks of the same queue, keeping the order of everything else.
+fn group_blocks(burst: Vec<(String, Incoming)>) -> Vec<(String, Grouped)> {
+    let mut out: Vec<(String, Grouped)> = Vec::new();
+    for (relay, incoming) in burst {
+        match (incoming, out.last_mut()) {
+            (Incoming::Block(id, item), Some((r, Grouped::Blocks(last, items))))
+                if *r == relay && *last == id =>
+            {
+                items.push(item);
+            }
+            (Incoming::Block(id, item), _) => out.push((relay, Grouped::Blocks(id, vec![item]))),
+            (Incoming::Notice(t), _) => out.push((relay, Grouped::Notice(t))),
+            (Incoming::Closed(t), _) => out.push((relay, Grouped::Closed(t))),
+        }
+    }
+    out
 }
 
 async fn subscribe(link: &mut Link, inbox: &InboxRef) {

@@ -129,13 +129,23 @@ impl Session {
         if let Err(err) = check_ack_len(seqs.len()) {
             return self.error(err).await;
         }
-        match self.state.store.ack(recv_id, follower.hash, seqs, unix_now()).await {
-            Ok(deleted) => {
-                Metrics::add(&self.state.metrics.blocks_acked, deleted);
-                let _ = self.out.send(text(&WsServerMessage::Acked { recv_id, deleted })).await;
-            }
-            Err(err) => self.error(api_error(err)).await,
-        }
+        // Not awaited here: a client acknowledging many queues at once gets them all into one
+        // group commit instead of one commit after another. The rate limit bounds how many.
+        let (state, out, hash) = (self.state.clone(), self.out.clone(), follower.hash);
+        tokio::spawn(async move {
+            let answer = match state.store.ack(recv_id, hash, seqs, unix_now()).await {
+                Ok(deleted) => {
+                    Metrics::add(&state.metrics.blocks_acked, deleted);
+                    WsServerMessage::Acked { recv_id, deleted }
+                }
+                Err(err) => {
+                    let err = api_error(err);
+                    state.metrics.reject(err.code(), 1);
+                    WsServerMessage::Error { message: err.to_string() }
+                }
+            };
+            let _ = out.send(text(&answer)).await;
+        });
     }
 
     async fn error(&self, err: ApiError) {

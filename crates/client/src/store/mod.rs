@@ -110,6 +110,17 @@ impl Store {
         Ok(())
     }
 
+    /// Like [`Store::tx`], but the commit is not synced to disk by itself (WAL with
+    /// `synchronous=NORMAL`): a crash may forget it, never corrupt it, and the next durable
+    /// commit makes it durable too. Only for changes that are safe to redo.
+    pub fn tx_unsynced<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let dir = self.dir.clone();
+        self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db_error(&dir, &e))?;
+        let out = self.tx(f);
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error(&dir, &e))?;
+        out
+    }
+
     /// Runs `f` in one write transaction; commits only if it returns `Ok` (stage, then commit).
     pub fn tx<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let dir = self.dir.clone();
