@@ -111,7 +111,8 @@ fn view(entry: Entry, contact: &mut ContactRecord) -> EntryView {
 }
 
 pub(crate) fn load_card(tx: &Tx<'_>) -> Result<Card> {
-    tx.get(CARD.0, CARD.1)?.ok_or_else(|| ClientError::Store { path: String::new(), why: "card missing".into() })
+    tx.get(CARD.0, CARD.1)?
+        .ok_or_else(|| ClientError::Store { path: String::new(), why: "card missing".into() })
 }
 
 pub(crate) fn load_identity(tx: &Tx<'_>) -> Result<Identity> {
