@@ -27,5 +27,5 @@ pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport, format_
 pub use outbox::{FlushReport, MAX_NOTE};
 pub use party::Party;
 pub use store::Passphrase;
-pub use transport::{RelayClient, WsStream, connect_ws};
+pub use transport::{RelayClient, WsStream, connect_tls, connect_ws};
 pub use watch::WatchStatus;

@@ -84,7 +84,7 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// Opens a TLS connection to the relay and checks its pinned certificate.
-async fn connect_tls(address: &RelayAddress) -> Result<TlsStream<TcpStream>> {
+pub async fn connect_tls(address: &RelayAddress) -> Result<TlsStream<TcpStream>> {
     let unreachable = |why: String| ClientError::RelayUnreachable { relay: address.to_string(), why };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Pinned { address: address.clone(), provider: provider.clone() });

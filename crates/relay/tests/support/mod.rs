@@ -3,8 +3,6 @@
 #![allow(dead_code, reason = "each test binary uses part of the support module")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support")]
 
-use std::sync::Arc;
-
 use backchannel_relay::{RelayConfig, RelayOptions, RunningRelay, start};
 use backchannel_wire::{
     CreateQueueRequest, CreateQueueResponse, FetchResponse, QueueId, QueueSecret, RelayAddress, SendBatch,
@@ -16,12 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,75 +32,12 @@ pub async fn start_in(dir: &std::path::Path, config: RelayConfig) -> RunningRela
     start(opts).await.unwrap()
 }
 
-/// Accepts exactly the certificate whose fingerprint the relay address pins.
-#[derive(Debug)]
-struct Pinned {
-    address: RelayAddress,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.address.pins(end_entity.as_ref()) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate does not match the pinned fingerprint".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A TLS stream to the relay, or the handshake error.
-pub async fn try_tls(address: &RelayAddress) -> std::io::Result<TlsStream<TcpStream>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(Pinned { address: address.clone(), provider: Arc::clone(&provider) });
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(address.authority()).await?;
-    let name = ServerName::try_from(address.host.clone()).unwrap();
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+/// A TLS stream to the relay, pinned to its fingerprint, or the handshake error. The pinning
+/// is the client's own (`backchannel_client::connect_tls`), so these tests exercise it too.
+pub async fn try_tls(
+    address: &RelayAddress,
+) -> Result<TlsStream<TcpStream>, backchannel_client::ClientError> {
+    backchannel_client::connect_tls(address).await
 }
 
 pub async fn tls(address: &RelayAddress) -> TlsStream<TcpStream> {
