@@ -23,8 +23,9 @@ pub const FETCH_MAX: usize = 256;
 /// Producers pause while this many blocks are stored but not yet acknowledged, so the rate
 /// measured is a sustained one and not a backlog filling up.
 pub const BACKLOG_CAP: u64 = 8_192;
-/// Chosen by trying 1–8 of each on 2 cores (override with BACKCHANNEL_BENCH_RELAY_CONNS=P,C).
-const PRODUCERS: usize = 2;
+/// Chosen by trying 1–8 of each on 2 cores; 4 producers and 2 consumers did best with push
+/// consumers (override with BACKCHANNEL_BENCH_RELAY_CONNS=P,C).
+const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 2;
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
