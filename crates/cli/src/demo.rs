@@ -90,7 +90,7 @@ fn show(events: &[Event]) -> Result<()> {
 async fn inspect_host(relay: &RunningRelay, host_dir: &Path, cards: &[&Card], notes: &[&str]) -> Result<()> {
     let stats = relay.stats().await?;
     say(format!(
-        "   {} queues, {} blocks of {} bytes each ({} bytes), all ciphertext",
+        "   {} queue(s), {} opaque block(s) of {} bytes each ({} bytes in all), all ciphertext",
         stats.queues,
         stats.blocks,
         backchannel_wire::DEFAULT_BLOCK_SIZE,
