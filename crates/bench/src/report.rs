@@ -27,7 +27,7 @@ const fn vs(label: &'static str, ours: &'static str, baseline: &'static str, rat
     Line { label, ours, baseline: Some(baseline), ratio: Some(ratio), target: None }
 }
 
-const LINES: [Line; 9] = [
+const LINES: [Line; 10] = [
     Line {
         target: Some(Target::AtLeast(20_000.0)),
         ..vs("relay, SQLite (blocks/s)", "relay_blocks_per_s", "jetstream_msgs_per_s", "ratio_vs_jetstream")
@@ -50,6 +50,15 @@ const LINES: [Line; 9] = [
     Line {
         target: Some(Target::Below(50.0)),
         ..vs("client CPU per note (µs)", "client_us_per_note", "olm_us_per_note", "ratio_client_vs_olm")
+    },
+    Line {
+        target: Some(Target::Below(50.0)),
+        ..vs(
+            "client CPU per note, one way (µs)",
+            "client_us_per_note_one_way",
+            "olm_us_per_note_one_way",
+            "ratio_client_vs_olm_one_way",
+        )
     },
     line("idle queue, relay disk (bytes)", "relay_disk_bytes_per_idle_queue"),
     line("idle queue, process RSS (bytes)", "relay_rss_bytes_per_idle_queue"),
