@@ -43,7 +43,7 @@ pub async fn consume(address: RelayAddress, mine: Vec<Queue>, progress: Arc<Prog
                         progress.waited(1, sent);
                     }
                 }
-                WsServerMessage::Error { message } => bail!("relay: {message}"),
+                WsServerMessage::Error { message, .. } => bail!("relay: {message}"),
                 WsServerMessage::Subscribed { .. } => {}
             },
             Ok(Some(Ok(_))) => {}

@@ -22,6 +22,8 @@ const REFRESH: Duration = Duration::from_secs(2);
 enum Incoming {
     Block(QueueId, backchannel_wire::Delivered),
     Notice(String),
+    /// The relay refused a subscription or acknowledgement for this queue.
+    Refused(QueueId, String),
     Closed(String),
 }
 
@@ -73,6 +75,13 @@ impl Party {
                                 }
                             }
                             Grouped::Notice(text) => on_status(WatchStatus::Disconnected(relay, text)),
+                            Grouped::Refused(recv_id, text) => {
+                                // Subscribe again at the next refresh; the relay may recover.
+                                if let Some(link) = links.get_mut(&relay) {
+                                    link.subscribed.remove(&recv_id);
+                                }
+                                on_status(WatchStatus::Disconnected(relay, text));
+                            }
                             Grouped::Closed(why) => {
                                 links.remove(&relay);
                                 on_status(WatchStatus::Disconnected(relay, why));
@@ -124,6 +133,7 @@ impl Party {
 enum Grouped {
     Blocks(QueueId, Vec<backchannel_wire::Delivered>),
     Notice(String),
+    Refused(QueueId, String),
     Closed(String),
 }
 
@@ -139,6 +149,7 @@ fn group_blocks(burst: Vec<(String, Incoming)>) -> Vec<(String, Grouped)> {
             }
             (Incoming::Block(id, item), _) => out.push((relay, Grouped::Blocks(id, vec![item]))),
             (Incoming::Notice(t), _) => out.push((relay, Grouped::Notice(t))),
+            (Incoming::Refused(id, t), _) => out.push((relay, Grouped::Refused(id, t))),
             (Incoming::Closed(t), _) => out.push((relay, Grouped::Closed(t))),
         }
     }
@@ -176,7 +187,10 @@ fn spawn_reader(relay: &RelayAddress, ws: WsStream, tx: mpsc::Sender<(String, In
                     Err(e) => Incoming::Notice(format!("unreadable frame from relay: {e}")),
                 },
                 Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<WsServerMessage>(&text) {
-                    Ok(WsServerMessage::Error { message }) => Incoming::Notice(message),
+                    Ok(WsServerMessage::Error { message, recv_id: Some(id) }) => {
+                        Incoming::Refused(id, message)
+                    }
+                    Ok(WsServerMessage::Error { message, recv_id: None }) => Incoming::Notice(message),
                     _ => continue,
                 },
                 Some(Ok(WsMessage::Close(_))) | None => break "connection closed".to_owned(),

@@ -141,7 +141,7 @@ impl Session {
                 Err(err) => {
                     let err = api_error(err);
                     state.metrics.reject(err.code(), 1);
-                    WsServerMessage::Error { message: err.to_string() }
+                    WsServerMessage::Error { message: err.to_string(), recv_id: Some(recv_id) }
                 }
             };
             let _ = out.send(text(&answer)).await;
@@ -150,7 +150,8 @@ impl Session {
 
     async fn error(&self, err: ApiError) {
         self.state.metrics.reject(err.code(), 1);
-        let _ = self.out.send(text(&WsServerMessage::Error { message: err.to_string() })).await;
+        let _ =
+            self.out.send(text(&WsServerMessage::Error { message: err.to_string(), recv_id: None })).await;
     }
 }
 
@@ -167,7 +168,7 @@ async fn follow(state: AppState, recv_id: QueueId, hash: SecretHash, out: mpsc::
                 let err = api_error(err);
                 state.metrics.reject(err.code(), 1);
                 let message = format!("queue {recv_id}: {err}");
-                let _ = out.send(text(&WsServerMessage::Error { message })).await;
+                let _ = out.send(text(&WsServerMessage::Error { message, recv_id: Some(recv_id) })).await;
                 return;
             }
         };

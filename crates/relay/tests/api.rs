@@ -310,7 +310,7 @@ async fn websocket_follows_many_queues_and_survives_mistakes() {
     assert!(matches!(ws_next(&mut ws).await, Frame::Text(WsServerMessage::Error { .. })));
     let wrong = WsClientMessage::Subscribe { recv_id: a.recv_id, secret: QueueSecret::random().to_hex() };
     ws_send(&mut ws, &wrong).await;
-    let Frame::Text(WsServerMessage::Error { message }) = ws_next(&mut ws).await else {
+    let Frame::Text(WsServerMessage::Error { message, .. }) = ws_next(&mut ws).await else {
         panic!("expected an error")
     };
     assert!(message.contains("not authorized"), "{message}");

@@ -153,9 +153,20 @@ pub enum WsClientMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WsServerMessage {
-    Subscribed { recv_id: QueueId },
-    Acked { recv_id: QueueId, deleted: u64 },
-    Error { message: String },
+    Subscribed {
+        recv_id: QueueId,
+    },
+    Acked {
+        recv_id: QueueId,
+        deleted: u64,
+    },
+    /// `recv_id` names the queue when the error concerns one (a failed subscription or
+    /// acknowledgement), so a client knows what to retry.
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recv_id: Option<QueueId>,
+    },
 }
 
 /// Binary WebSocket frame: `recv_id[16] seq u64 block`.
