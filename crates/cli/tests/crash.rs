@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{BIN, Party, Relay, introduce};
+use support::{BIN, Pair, Party};
 
 /// A small deterministic generator, seeded from the clock and printed, so a failure can be
 /// replayed by setting `CRASH_SEED`.
@@ -54,12 +54,7 @@ fn settle(alice: &Party, bao: &Party) {
 
 #[test]
 fn relay_killed_mid_send_loses_nothing_acknowledged_and_shows_nothing_twice() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
-    introduce(&alice, &bao, &relay);
-    bao.ok(&["sync"]);
+    let Pair { tmp: _tmp, mut relay, alice, bao } = Pair::introduced();
     let mut rng = Lcg::new();
     let mut told = Vec::new();
     let rounds = 5;
@@ -94,12 +89,7 @@ fn relay_killed_mid_send_loses_nothing_acknowledged_and_shows_nothing_twice() {
 
 #[test]
 fn client_killed_mid_send_or_receive_keeps_its_store_and_outbox() {
-    let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
-    introduce(&alice, &bao, &relay);
-    bao.ok(&["sync"]);
+    let Pair { tmp: _tmp, relay: _relay, alice, bao } = Pair::introduced();
     let mut rng = Lcg::new();
     let kills = 8;
     for i in 0..kills {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Party, Relay, contains, introduce};
+use support::{Pair, Party, Relay, contains, introduce};
 
 #[test]
 fn two_parties_negotiate_through_a_relay_that_learns_nothing() {
@@ -75,12 +75,7 @@ fn two_parties_negotiate_through_a_relay_that_learns_nothing() {
 
 #[test]
 fn a_note_waits_in_the_outbox_while_the_relay_is_down() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
-    introduce(&alice, &bao, &relay);
-    bao.ok(&["sync"]);
+    let Pair { tmp: _tmp, mut relay, alice, bao } = Pair::introduced();
 
     relay.stop();
     let out = alice.run(&["send", "Bao", "sent while the host was down"]);

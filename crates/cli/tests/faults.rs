@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Party, Relay, introduce};
+use support::{Pair, Party, Relay, introduce};
 
 #[test]
 fn bad_invitations_are_refused_clearly() {
@@ -57,12 +57,7 @@ fn wrong_passphrase_and_unknown_names_are_clear() {
 
 #[test]
 fn a_note_to_a_queue_the_relay_no_longer_has_is_reported_not_resent_forever() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
-    introduce(&alice, &bao, &relay);
-    bao.ok(&["sync"]);
+    let Pair { tmp: _tmp, mut relay, alice, bao: _ } = Pair::introduced();
     relay.stop();
     // Queue 1 is Alice's (made with the invitation), queue 2 is Bao's (made when he accepted).
     let db = rusqlite::Connection::open(relay.data.join("relay.db")).unwrap();

@@ -6,7 +6,7 @@
 mod support;
 
 use rusqlite::{Connection, params};
-use support::{Party, Relay, introduce};
+use support::{Pair, Party, Relay};
 
 /// A stored block: (queue row id, seq, bytes).
 type Row = (i64, i64, Vec<u8>);
@@ -68,12 +68,7 @@ fn texts(party: &Party, with: &str) -> Vec<String> {
 
 #[test]
 fn hostile_host_is_detected_in_every_scenario() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
-    introduce(&alice, &bao, &relay);
-    bao.ok(&["sync"]);
+    let Pair { tmp: _tmp, mut relay, alice, bao } = Pair::introduced();
     let mut scenarios = 0;
 
     // 1. Replay: a block Bao already received and acknowledged is put back.

@@ -172,6 +172,27 @@ pub fn introduce(alice: &Party, bao: &Party, relay: &Relay) {
     alice.ok(&["sync"]);
 }
 
+/// A relay and two parties who know each other (both synced): the start of most tests.
+pub struct Pair {
+    /// Holds every directory; dropped with the pair.
+    pub tmp: tempfile::TempDir,
+    pub relay: Relay,
+    pub alice: Party,
+    pub bao: Party,
+}
+
+impl Pair {
+    pub fn introduced() -> Pair {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let relay = Relay::start(&tmp.path().join("relay"), 0);
+        let alice = Party::new(tmp.path(), "Alice", "A");
+        let bao = Party::new(tmp.path(), "Bao", "B");
+        introduce(&alice, &bao, &relay);
+        bao.ok(&["sync"]);
+        Pair { tmp, relay, alice, bao }
+    }
+}
+
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..100 {
         if f() {
