@@ -28,6 +28,9 @@ pub enum ProtoError {
     /// The caller asked for something the protocol forbids (a bug on our side).
     #[error("invalid use: {0}")]
     ApiMisuse(&'static str),
+    /// An agreement or its signatures do not check out; the message names what and whom.
+    #[error(transparent)]
+    Agreement(#[from] crate::agreement::AgreementError),
 }
 
 impl ProtoError {
