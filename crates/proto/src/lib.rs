@@ -28,7 +28,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod agreement;
 pub mod block;
+pub mod channel;
 pub mod crypto;
 pub mod delivery;
 pub mod error;

@@ -32,6 +32,9 @@ pub enum Kind {
     Hello,
     /// An informal, deniable note (UTF-8 text).
     Note,
+    /// Channel business: membership, introductions, relayed notes, phases, non-papers,
+    /// proposals and ratifications (a JSON [`crate::channel::ChannelBody`]).
+    Channel,
     /// A kind this version does not know; kept so newer peers do not break older ones.
     Unknown(u8),
 }
@@ -41,6 +44,7 @@ impl Kind {
         match self {
             Kind::Hello => 1,
             Kind::Note => 2,
+            Kind::Channel => 3,
             Kind::Unknown(b) => b,
         }
     }
@@ -49,6 +53,7 @@ impl Kind {
         match b {
             1 => Kind::Hello,
             2 => Kind::Note,
+            3 => Kind::Channel,
             other => Kind::Unknown(other),
         }
     }

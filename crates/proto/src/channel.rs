@@ -1,0 +1,536 @@
+//! Channels: a named conversation among a few parties, carried by pairwise fan-out over their
+//! sessions. This module holds the channel's state and its rules (who is a member, who may
+//! post, who receives what, when the phase moves) and the bodies of channel messages. It does
+//! no I/O; the client applies it.
+//!
+//! The creator is the channel's authority on membership and phase: it alone publishes
+//! [`ChannelState`], numbered by `version`, and members take only newer versions from it. The
+//! members check every message against the state they hold: a sender that is not (or no longer)
+//! a member is refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::random_array;
+use crate::error::{ProtoError, Result};
+use crate::identity::{Card, validate_label};
+use crate::message::ChannelId;
+
+/// Most members a channel may have (pairwise fan-out costs one seal per member).
+pub const MAX_MEMBERS: usize = 50;
+/// Largest channel-message body we accept, in bytes (a non-paper or proposal of 1 MiB and more).
+pub const MAX_CONTROL_BODY: usize = crate::message::MAX_BODY;
+/// Longest title of a non-paper or proposal, in bytes.
+pub const MAX_TITLE: usize = 200;
+
+/// An identity key: how members are told apart (names and sides are only labels).
+pub type MemberKey = [u8; 32];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Everyone sees everyone's notes.
+    Direct,
+    /// A star around the creator (an intermediary): sides talk only to it, and what it
+    /// passes on is marked as relayed by it.
+    Shuttle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Speaks for a side; its side's consent counts for phase changes.
+    Principal,
+    /// Trusted by several sides; may run a shuttle.
+    Intermediary,
+    /// Reads only.
+    Observer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Exploratory,
+    Drafting,
+    Agreed,
+    Public,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Exploratory, Phase::Drafting, Phase::Agreed, Phase::Public];
+
+    pub fn next(self) -> Option<Phase> {
+        Self::ALL.get(self as usize + 1).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        ["exploratory", "drafting", "agreed", "public"][self as usize]
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown phase {s:?}: exploratory, drafting, agreed or public"))
+    }
+}
+
+/// What a phase allows: how long notes are kept, and whether probes may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhasePolicy {
+    /// Clients delete notes older than this (seconds); `None` keeps them.
+    pub retention_secs: Option<u64>,
+    pub probes_allowed: bool,
+}
+
+impl PhasePolicy {
+    /// Talk is kept briefly while it is exploratory (the relay's TTL, 14 days), longer while
+    /// drafting; what was agreed is kept, and probes stop once terms are agreed.
+    pub fn defaults() -> [PhasePolicy; 4] {
+        let days = |d: u64| Some(d * 24 * 3600);
+        [
+            PhasePolicy { retention_secs: days(14), probes_allowed: true },
+            PhasePolicy { retention_secs: days(60), probes_allowed: true },
+            PhasePolicy { retention_secs: None, probes_allowed: false },
+            PhasePolicy { retention_secs: None, probes_allowed: false },
+        ]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub card: Card,
+    pub role: Role,
+    /// The state version that added it: later members introduce themselves to earlier ones.
+    pub since: u64,
+}
+
+/// A channel as its creator publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelState {
+    pub id: ChannelId,
+    pub name: String,
+    pub mode: Mode,
+    pub creator: MemberKey,
+    /// Bumped on every change; members ignore anything not newer than what they hold.
+    pub version: u64,
+    pub members: Vec<Member>,
+    pub phase: Phase,
+    pub policies: [PhasePolicy; 4],
+}
+
+/// Why a channel operation was refused: said to the user as is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+fn refuse<T>(why: impl Into<String>) -> std::result::Result<T, Refused> {
+    Err(Refused(why.into()))
+}
+
+impl ChannelState {
+    /// A new channel with its creator as the only member.
+    pub fn new(name: &str, mode: Mode, creator: Card, role: Role) -> std::result::Result<Self, Refused> {
+        validate_label(name).or_else(|why| refuse(format!("channel name: {why}")))?;
+        if mode == Mode::Shuttle && role != Role::Intermediary {
+            return refuse("a shuttle channel runs around its creator, who must be the intermediary");
+        }
+        Ok(Self {
+            id: ChannelId(random_array()),
+            name: name.to_owned(),
+            mode,
+            creator: creator.identity_key,
+            version: 1,
+            members: vec![Member { card: creator, role, since: 1 }],
+            phase: Phase::Exploratory,
+            policies: PhasePolicy::defaults(),
+        })
+    }
+
+    pub fn member(&self, key: &MemberKey) -> Option<&Member> {
+        self.members.iter().find(|m| &m.card.identity_key == key)
+    }
+
+    pub fn policy(&self) -> PhasePolicy {
+        self.policies[self.phase as usize]
+    }
+
+    /// Adds a member (creator only; checked by the caller holding the state).
+    pub fn add(&mut self, card: Card, role: Role) -> std::result::Result<(), Refused> {
+        if self.member(&card.identity_key).is_some() {
+            return refuse(format!("{} is already a member of {}", card.name, self.name));
+        }
+        if self.members.len() >= MAX_MEMBERS {
+            return refuse(format!(
+                "{} already has {MAX_MEMBERS} members, the most a channel may have",
+                self.name
+            ));
+        }
+        self.version += 1;
+        self.members.push(Member { card, role, since: self.version });
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: &MemberKey) -> std::result::Result<Member, Refused> {
+        if key == &self.creator {
+            return refuse("the creator cannot leave its own channel; create a new channel instead");
+        }
+        let Some(i) = self.members.iter().position(|m| &m.card.identity_key == key) else {
+            return refuse(format!("not a member of {}", self.name));
+        };
+        self.version += 1;
+        Ok(self.members.remove(i))
+    }
+
+    /// Takes a newer state from the creator. Returns false for an old or repeated version.
+    pub fn update_from(
+        &mut self,
+        sender: &MemberKey,
+        new: ChannelState,
+    ) -> std::result::Result<bool, Refused> {
+        if sender != &self.creator
+            || new.creator != self.creator
+            || new.id != self.id
+            || new.mode != self.mode
+        {
+            return refuse("a channel update not from the channel's creator was refused");
+        }
+        new.check()?;
+        if new.version <= self.version {
+            return Ok(false);
+        }
+        *self = new;
+        Ok(true)
+    }
+
+    /// Checks a state received for the first time (a peer could send anything).
+    pub fn check(&self) -> std::result::Result<(), Refused> {
+        validate_label(&self.name).or_else(|why| refuse(format!("channel name: {why}")))?;
+        if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
+            return refuse("a channel state with no members or too many");
+        }
+        if self.member(&self.creator).is_none() {
+            return refuse("a channel state whose creator is not a member");
+        }
+        let mut keys: Vec<_> = self.members.iter().map(|m| m.card.identity_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() != self.members.len() {
+            return refuse("a channel state listing a member twice");
+        }
+        Ok(())
+    }
+
+    /// The hub of a shuttle channel (its creator); `None` in a direct channel.
+    pub fn hub(&self) -> Option<&MemberKey> {
+        (self.mode == Mode::Shuttle).then_some(&self.creator)
+    }
+
+    /// Whether `sender` may post a note now.
+    pub fn may_post(&self, sender: &MemberKey) -> std::result::Result<(), Refused> {
+        match self.member(sender) {
+            None => refuse(format!("not a member of {} (or no longer)", self.name)),
+            Some(m) if m.role == Role::Observer => refuse(format!("observers of {} read only", self.name)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Who receives a note from `sender`: everyone else in a direct channel; in a shuttle,
+    /// a side reaches only the hub, and the hub reaches the members it names in `to`.
+    pub fn note_recipients(
+        &self,
+        sender: &MemberKey,
+        to: &[MemberKey],
+    ) -> std::result::Result<Vec<&Member>, Refused> {
+        self.may_post(sender)?;
+        let others = self.members.iter().filter(|m| &m.card.identity_key != sender);
+        match self.hub() {
+            None if to.is_empty() => Ok(others.collect()),
+            None => refuse(
+                "--to is for the intermediary of a shuttle channel; in a direct channel everyone reads",
+            ),
+            Some(hub) if hub != sender => {
+                if !to.is_empty() {
+                    return refuse("in a shuttle channel your notes go to the intermediary only");
+                }
+                Ok(others.filter(|m| &m.card.identity_key == hub).collect())
+            }
+            Some(_) if to.is_empty() => refuse(format!(
+                "you run the shuttle {}: say which side receives this note with --to MEMBER",
+                self.name
+            )),
+            Some(_) => {
+                let picked: Vec<&Member> = others.filter(|m| to.contains(&m.card.identity_key)).collect();
+                if picked.len() != to.len() {
+                    return refuse(format!("--to names someone who is not another member of {}", self.name));
+                }
+                Ok(picked)
+            }
+        }
+    }
+
+    /// Everyone but `sender`: channel-wide items (state, phase, non-papers, proposals,
+    /// ratifications) reach every member whatever the mode.
+    pub fn everyone_but(&self, sender: &MemberKey) -> Vec<&Member> {
+        self.members.iter().filter(|m| &m.card.identity_key != sender).collect()
+    }
+
+    /// Members `me` must introduce itself to: those that were there before it and are not
+    /// the creator (whose session it already has). Shuttle sides are not introduced: they
+    /// talk only through the hub.
+    pub fn to_introduce(&self, me: &MemberKey) -> Vec<&Member> {
+        let Some(mine) = self.member(me) else { return Vec::new() };
+        if self.mode == Mode::Shuttle {
+            return Vec::new();
+        }
+        self.members
+            .iter()
+            .filter(|m| {
+                m.since < mine.since && m.card.identity_key != self.creator && &m.card.identity_key != me
+            })
+            .collect()
+    }
+
+    /// The sides whose consent moves the phase: every side with a principal in the channel.
+    pub fn sides(&self) -> Vec<String> {
+        let mut sides: Vec<String> =
+            self.members.iter().filter(|m| m.role == Role::Principal).map(|m| m.card.side.clone()).collect();
+        sides.sort();
+        sides.dedup();
+        sides
+    }
+}
+
+/// A proposed phase change and the sides that consented so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseVote {
+    pub to: Option<Phase>,
+    pub consents: Vec<String>,
+}
+
+impl PhaseVote {
+    /// Records `side`'s consent to `phase`. A proposal for another phase starts a new vote.
+    pub fn consent(
+        &mut self,
+        state: &ChannelState,
+        member: &MemberKey,
+        phase: Phase,
+    ) -> std::result::Result<(), Refused> {
+        let Some(m) = state.member(member) else { return refuse("consent from a non-member refused") };
+        if m.role != Role::Principal {
+            return refuse(format!("only principals consent to phase changes; {} is not one", m.card.name));
+        }
+        if state.phase.next() != Some(phase) {
+            return refuse(format!(
+                "{} is in phase {}; the only next phase is {}",
+                state.name,
+                state.phase.name(),
+                state.phase.next().map_or("none (it is public)", Phase::name)
+            ));
+        }
+        if self.to != Some(phase) {
+            *self = PhaseVote { to: Some(phase), consents: Vec::new() };
+        }
+        if !self.consents.contains(&m.card.side) {
+            self.consents.push(m.card.side.clone());
+        }
+        Ok(())
+    }
+
+    /// The sides still to consent.
+    pub fn missing(&self, state: &ChannelState) -> Vec<String> {
+        state.sides().into_iter().filter(|s| !self.consents.contains(s)).collect()
+    }
+
+    /// The phase every side has consented to, if any.
+    pub fn agreed(&self, state: &ChannelState) -> Option<Phase> {
+        let to = self.to?;
+        (state.phase.next() == Some(to) && !state.sides().is_empty() && self.missing(state).is_empty())
+            .then_some(to)
+    }
+}
+
+/// The body of a [`crate::message::Kind::Channel`] message (JSON inside the encryption).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChannelBody {
+    /// The channel as the creator now publishes it.
+    State { state: ChannelState },
+    /// An invitation from a new member to an earlier one, passed through the creator (the
+    /// two have no session yet). `to` is the earlier member, `from` the new one.
+    Introduce { from: MemberKey, to: MemberKey, invitation: String },
+    /// A note passed on by the shuttle's hub: `origin` is whom the hub says it came from.
+    Relayed { origin: String, text: String, rephrased: bool },
+    /// A principal's consent to moving to `phase` (proposing is consenting).
+    PhaseConsent { phase: Phase },
+    /// A version of a non-paper. No author: non-papers are unattributed.
+    NonPaper { title: String, version: u32, text: String },
+    /// A text put to ratification, fixed by its hash.
+    Proposal { title: String, text: String, signatories: Vec<String> },
+    /// A signatory's seal over a proposal's text (armored SSH signature).
+    Ratification { proposal: [u8; 32], signature: String },
+}
+
+impl ChannelBody {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_CONTROL_BODY {
+            return Err(ProtoError::PeerMisbehaved("channel message too large"));
+        }
+        let body: Self = serde_json::from_slice(bytes)
+            .map_err(|_| ProtoError::PeerMisbehaved("unreadable channel message"))?;
+        body.check().map_err(|_| ProtoError::PeerMisbehaved("channel message out of bounds"))?;
+        Ok(body)
+    }
+
+    /// Bounds a receiver enforces; a sender checks them first to give a clear error.
+    pub fn check(&self) -> std::result::Result<(), Refused> {
+        let title_ok =
+            |t: &str| !t.trim().is_empty() && t.len() <= MAX_TITLE && !t.chars().any(char::is_control);
+        match self {
+            ChannelBody::State { state } => state.check(),
+            ChannelBody::NonPaper { title, version, .. } if !title_ok(title) || *version == 0 => refuse(
+                format!("a title has 1 to {MAX_TITLE} bytes, no control characters; versions start at 1"),
+            ),
+            ChannelBody::Proposal { title, signatories, .. }
+                if !title_ok(title) || signatories.is_empty() || signatories.len() > MAX_MEMBERS =>
+            {
+                refuse(format!(
+                    "a proposal needs a title of 1 to {MAX_TITLE} bytes and 1 to {MAX_MEMBERS} signatories"
+                ))
+            }
+            ChannelBody::Introduce { invitation, .. } if invitation.len() > 16 * 1024 => {
+                refuse("oversized invitation")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use proptest::prelude::*;
+
+    fn card(name: &str, side: &str) -> Card {
+        Identity::generate(name, side).unwrap().card()
+    }
+
+    fn direct() -> (ChannelState, Card, Card, Card) {
+        let (a, b, c) = (card("Alice", "A"), card("Bao", "B"), card("Chen", "C"));
+        let mut s = ChannelState::new("talks", Mode::Direct, a.clone(), Role::Principal).unwrap();
+        s.add(b.clone(), Role::Principal).unwrap();
+        s.add(c.clone(), Role::Observer).unwrap();
+        (s, a, b, c)
+    }
+
+    #[test]
+    fn direct_channel_fans_out_to_everyone_else_and_observers_read_only() {
+        let (s, a, b, c) = direct();
+        let to: Vec<_> =
+            s.note_recipients(&a.identity_key, &[]).unwrap().iter().map(|m| m.card.name.clone()).collect();
+        assert_eq!(to, ["Bao", "Chen"]);
+        assert!(s.note_recipients(&c.identity_key, &[]).unwrap_err().0.contains("read only"));
+        assert!(s.note_recipients(&b.identity_key, &[a.identity_key]).is_err());
+        let stranger = card("Eve", "E");
+        assert!(s.may_post(&stranger.identity_key).unwrap_err().0.contains("not a member"));
+    }
+
+    #[test]
+    fn shuttle_is_a_star_around_the_creator() {
+        let (hub, a, b) = (card("Omar", "Oman"), card("Alice", "A"), card("Bao", "B"));
+        assert!(ChannelState::new("s", Mode::Shuttle, hub.clone(), Role::Principal).is_err());
+        let mut s = ChannelState::new("s", Mode::Shuttle, hub.clone(), Role::Intermediary).unwrap();
+        s.add(a.clone(), Role::Principal).unwrap();
+        s.add(b.clone(), Role::Principal).unwrap();
+        let from_a = s.note_recipients(&a.identity_key, &[]).unwrap();
+        assert_eq!(from_a.len(), 1);
+        assert_eq!(from_a[0].card.identity_key, hub.identity_key);
+        assert!(s.note_recipients(&a.identity_key, &[b.identity_key]).is_err());
+        assert!(s.note_recipients(&hub.identity_key, &[]).is_err(), "the hub must say whom to");
+        let to_b = s.note_recipients(&hub.identity_key, &[b.identity_key]).unwrap();
+        assert_eq!(to_b[0].card.name, "Bao");
+        assert!(s.to_introduce(&b.identity_key).is_empty(), "shuttle sides never meet");
+    }
+
+    #[test]
+    fn later_members_introduce_themselves_to_earlier_ones_but_not_the_creator() {
+        let (s, a, b, c) = direct();
+        assert!(s.to_introduce(&a.identity_key).is_empty());
+        assert!(s.to_introduce(&b.identity_key).is_empty(), "only the creator came before Bao");
+        let names: Vec<_> = s.to_introduce(&c.identity_key).iter().map(|m| m.card.name.clone()).collect();
+        assert_eq!(names, ["Bao"]);
+    }
+
+    #[test]
+    fn only_newer_states_from_the_creator_are_taken() {
+        let (mut s, a, b, c) = direct();
+        let mut newer = s.clone();
+        newer.remove(&c.identity_key).unwrap();
+        assert!(s.update_from(&b.identity_key, newer.clone()).is_err(), "not the creator");
+        let old = s.clone();
+        assert!(s.update_from(&a.identity_key, newer.clone()).unwrap());
+        assert!(s.member(&c.identity_key).is_none());
+        assert!(!s.update_from(&a.identity_key, old).unwrap(), "an older version is ignored");
+        assert!(s.remove(&a.identity_key).is_err(), "the creator stays");
+        let mut twice = newer;
+        twice.version += 1;
+        twice.members.push(twice.members[1].clone());
+        assert!(s.update_from(&a.identity_key, twice).is_err());
+    }
+
+    #[test]
+    fn members_are_capped_at_fifty() {
+        let mut s = ChannelState::new("big", Mode::Direct, card("M0", "S"), Role::Principal).unwrap();
+        for i in 1..MAX_MEMBERS {
+            s.add(card(&format!("M{i}"), "S"), Role::Principal).unwrap();
+        }
+        assert!(s.add(card("one too many", "S"), Role::Principal).unwrap_err().0.contains("50"));
+    }
+
+    #[test]
+    fn phase_moves_only_when_every_side_consents() {
+        let (mut s, a, b, c) = direct();
+        let mut vote = PhaseVote::default();
+        assert!(vote.consent(&s, &a.identity_key, Phase::Agreed).is_err(), "phases are not skipped");
+        vote.consent(&s, &a.identity_key, Phase::Drafting).unwrap();
+        assert_eq!(vote.agreed(&s), None);
+        assert_eq!(vote.missing(&s), ["B"]);
+        assert!(vote.consent(&s, &c.identity_key, Phase::Drafting).is_err(), "observers have no say");
+        vote.consent(&s, &b.identity_key, Phase::Drafting).unwrap();
+        assert_eq!(vote.agreed(&s), Some(Phase::Drafting));
+        s.phase = Phase::Drafting;
+        assert_eq!(vote.agreed(&s), None, "an applied vote does not apply twice");
+        assert!(s.policy().probes_allowed);
+    }
+
+    #[test]
+    fn bodies_round_trip_and_bad_ones_are_refused() {
+        let (s, ..) = direct();
+        let bodies = [
+            ChannelBody::State { state: s },
+            ChannelBody::NonPaper { title: "Framework".into(), version: 2, text: "x\ny".into() },
+            ChannelBody::PhaseConsent { phase: Phase::Drafting },
+            ChannelBody::Ratification { proposal: [7; 32], signature: "sig".into() },
+        ];
+        for b in bodies {
+            assert_eq!(ChannelBody::decode(&b.encode()).unwrap(), b);
+        }
+        let bad = ChannelBody::NonPaper { title: " ".into(), version: 1, text: String::new() };
+        assert!(ChannelBody::decode(&bad.encode()).is_err());
+        assert!(ChannelBody::decode(b"{\"type\":\"nope\"}").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ChannelBody::decode(&bytes);
+        }
+    }
+}
