@@ -67,10 +67,13 @@ pub enum Command {
     },
     /// Mark a contact verified once you compared safety numbers out of band.
     Verify { name: String },
-    /// Send a note (informal and deniable: never signed).
+    /// Send a note (informal and deniable: never signed) to a contact or a channel.
     Send {
-        /// Contact name (or NAME@SIDE).
+        /// Contact name (or NAME@SIDE), or channel name.
         name: String,
+        /// In a shuttle channel you run: the member(s) who receive it (NAME or NAME@SIDE).
+        #[arg(long, value_delimiter = ',', value_name = "MEMBER")]
+        to: Vec<String>,
         /// The note's text.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
         text: Option<String>,
@@ -80,16 +83,140 @@ pub enum Command {
     },
     /// Deliver the outbox, then fetch and decrypt everything waiting.
     Sync,
-    /// Show the conversation with a contact.
+    /// Show the conversation with a contact or in a channel (entries numbered).
     Read {
+        /// Contact or channel name.
         name: String,
         #[arg(long)]
         json: bool,
     },
     /// Stay connected and print notes as they arrive (Ctrl-C to stop).
     Watch,
-    /// Run a whole negotiation on this machine: a relay, two parties, a short exchange.
+    /// Create channels, add and remove members, list them.
+    #[command(subcommand)]
+    Channel(ChannelCmd),
+    /// As the intermediary of a shuttle channel: pass a side's note on, marked as relayed by you.
+    Forward {
+        channel: String,
+        /// The note's number in `backchannel read CHANNEL`.
+        entry: usize,
+        /// Who receives it (NAME or NAME@SIDE), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "MEMBER")]
+        to: Vec<String>,
+        /// Your rewording (it is shown as rephrased).
+        #[arg(long, value_name = "TEXT")]
+        rephrase: Option<String>,
+    },
+    /// Move a channel to its next phase: exploratory → drafting → agreed → public.
+    #[command(subcommand)]
+    Phase(PhaseCmd),
+    /// Non-papers: versioned, unattributed drafts.
+    #[command(subcommand)]
+    Nonpaper(NonpaperCmd),
+    /// Put a text to ratification by the named sides (fixed by its hash).
+    Propose {
+        channel: String,
+        file: PathBuf,
+        /// The sides that must ratify, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "SIDE")]
+        signatories: Vec<String>,
+        /// Title (default: the file name).
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// Sign a proposal with your seal (the only thing Backchannel ever signs).
+    Ratify {
+        channel: String,
+        /// Its number, id prefix or title, as `agreement status` lists.
+        proposal: String,
+    },
+    /// Proposals and agreements: status, export, verification.
+    #[command(subcommand)]
+    Agreement(AgreementCmd),
+    /// Run a whole negotiation on this machine: a relay, two sides and an intermediary.
     Demo,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCmd {
+    /// Create a channel; you are its creator and first member.
+    Create {
+        name: String,
+        /// `direct` (everyone reads everyone) or `shuttle` (a star around you, the intermediary).
+        #[arg(long, default_value = "direct")]
+        mode: String,
+        /// Your role: principal, intermediary or observer (default: principal; intermediary in a shuttle).
+        #[arg(long)]
+        role: Option<String>,
+        /// How long notes are kept in the exploratory phase (e.g. 7d, 12h).
+        #[arg(long, value_name = "DURATION")]
+        retention: Option<String>,
+    },
+    /// Add a contact to a channel you created.
+    Add {
+        name: String,
+        contact: String,
+        #[arg(long, default_value = "principal")]
+        role: String,
+    },
+    /// Remove a member from a channel you created.
+    Remove { name: String, member: String },
+    /// Members, roles, safety numbers and phase.
+    Members {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your channels.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PhaseCmd {
+    /// Propose the next phase (your side consents by proposing).
+    Propose { channel: String, phase: String },
+    /// Consent to the phase change proposed in a channel.
+    Consent { channel: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NonpaperCmd {
+    /// Put a draft (a new version if the title exists).
+    Put {
+        channel: String,
+        #[arg(long)]
+        title: String,
+        file: PathBuf,
+    },
+    /// List drafts and versions.
+    List { channel: String },
+    /// Print a version (the latest by default).
+    Show {
+        channel: String,
+        title: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Line diff between two versions.
+    Diff { channel: String, title: String, v1: u32, v2: u32 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgreementCmd {
+    /// Proposals in a channel (or all channels) and who ratified them.
+    Status { channel: Option<String> },
+    /// Write an agreement to a folder: text, allowed_signers, one .sig per signatory, manifest.
+    Export { channel: String, proposal: String, dir: PathBuf },
+    /// Check an exported folder: every required side signed this exact text.
+    Verify {
+        dir: PathBuf,
+        /// Also check each seal against your contacts' (needs your store and passphrase).
+        #[arg(long)]
+        contacts: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]

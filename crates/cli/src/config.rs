@@ -63,6 +63,14 @@ pub fn duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
+/// The largest whole unit of `secs` that `duration` reads back: `14d`, `36h`, `90s`.
+pub fn describe(secs: u64) -> String {
+    [(86_400, "d"), (3600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| secs >= *unit && secs.is_multiple_of(*unit))
+        .map_or(format!("{secs}s"), |(unit, name)| format!("{}{name}", secs / unit))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -75,5 +83,9 @@ mod tests {
         assert!(duration("3w").is_err());
         assert!(duration("h").is_err());
         assert!(duration("0s").is_err());
+        assert_eq!(describe(14 * 86_400), "14d");
+        assert_eq!(describe(5400), "90m");
+        assert_eq!(describe(61), "61s");
+        assert_eq!(duration(&describe(36 * 3600)).unwrap(), Duration::from_secs(36 * 3600));
     }
 }

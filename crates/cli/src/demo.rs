@@ -1,28 +1,58 @@
-//! `backchannel demo`: a whole back channel on this machine, narrated. A neutral host starts a
-//! relay; Alice (Delegation A) invites Bao (Delegation B); they compare safety numbers and
-//! exchange notes; then we look at everything the host holds and search it for what it must
-//! never see.
+//! `backchannel demo`: a whole back channel on this machine, narrated. A host in a neutral
+//! place starts a relay; an intermediary (Omar, for Oman) knows two sides that have never met.
+//! He shuttles an opening between them; they move to a direct channel, where a non-paper goes
+//! from v1 to v2; both sides ratify the framework, which is exported and verified (with
+//! ssh-keygen too, where present). Last, we search everything the host holds for what it must
+//! never see, and print what each party saw.
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
-use backchannel_client::{Event, Party, Passphrase};
+use anyhow::{Context, Result, bail};
+use backchannel_client::{Party, Passphrase};
+use backchannel_proto::channel::{Mode, Phase, Role};
 use backchannel_proto::identity::Card;
 use backchannel_relay::{RelayOptions, RunningRelay};
 use backchannel_wire::hex_encode;
 
 use crate::output::{entry, say};
 
-const NOTES_A: [&str; 2] = [
-    "Our principals could consider a phased withdrawal, if the first phase is verifiable.",
-    "Verification by a neutral party would be acceptable to us in principle.",
-];
-const NOTE_B: &str = "Phasing is of interest. Who would verify, and on what timetable?";
-const LAST_NOTE: &str = "Let us both take this back to our capitals before Thursday.";
+const OPENING: &str = "Our principals could consider a phased withdrawal, if the first phase is verifiable.";
+const OPENING_AS_RELAYED: &str =
+    "Delegation A signals openness to a phased withdrawal, provided the first phase can be verified.";
+const ANSWER: &str = "Phasing is of interest. Who would verify, and on what timetable?";
+const DIRECT_NOTE: &str = "Thank you for carrying this. Shall we talk directly about the timetable?";
+const DRAFT_V1: &str = "Framework for talks\n\n1. Phased withdrawal over 12 months.\n2. Verification by a neutral monitor.\n3. Talks resume in Geneva.\n";
+const DRAFT_V2: &str = "Framework for talks\n\n1. Phased withdrawal over 18 months.\n2. Verification by a neutral monitor, reporting to both sides.\n3. Talks resume in Geneva.\n";
+
+struct Cast {
+    alice: Party,
+    bao: Party,
+    omar: Party,
+}
+
+impl Cast {
+    /// Syncs everyone until nothing more arrives (introductions take a few rounds).
+    async fn settle(&mut self) -> Result<()> {
+        for _ in 0..6 {
+            let mut quiet = true;
+            for (name, p) in [("Alice", &mut self.alice), ("Bao", &mut self.bao), ("Omar", &mut self.omar)] {
+                let report = p.sync().await?;
+                quiet &= report.events.is_empty() && report.sent == 0;
+                for e in &report.events {
+                    say(format!("   [{name}] {}", crate::output::event(e)))?;
+                }
+            }
+            if quiet {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
 
 pub async fn run() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    say("== A neutral host starts a relay (embedded store, TLS with a pinned certificate)")?;
+    say("== A host in a neutral place starts a relay (embedded store, TLS with a pinned certificate)")?;
     let host_dir = tmp.path().join("host");
     let relay = backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, &host_dir)).await?;
     say(format!("   relay address: {}", relay.address()))?;
@@ -32,57 +62,196 @@ pub async fn run() -> Result<()> {
 }
 
 async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> {
-    say("\n== Two parties create their identities (each store encrypted under its own passphrase)")?;
-    let mut alice = Party::init(&dir.join("alice"), &demo_passphrase(), "Alice", "Delegation A")?;
-    let mut bao = Party::init(&dir.join("bao"), &demo_passphrase(), "Bao", "Delegation B")?;
-    let (a, b) = (alice.me()?, bao.me()?);
-    say(format!("   {} ({}), fingerprint {}", a.name, a.side, a.fingerprint()))?;
-    say(format!("   {} ({}), fingerprint {}", b.name, b.side, b.fingerprint()))?;
-
-    say("\n== Alice makes a one-time invitation and passes it to Bao out of band")?;
-    let invitation = alice.invite(relay.address(), 24 * 3600).await?;
-    say(format!("   {}… ({} characters)", &invitation[..60.min(invitation.len())], invitation.len()))?;
-    let alice_at_bao = bao.accept(&invitation).await?;
-    say(format!("   Bao accepted; he sees {} ({})", alice_at_bao.name, alice_at_bao.side))?;
-    show(&alice.sync().await?.events)?;
-
-    say("\n== They compare safety numbers (in person or by phone)")?;
-    let bao_at_alice = alice.contacts()?.into_iter().find(|c| c.name == "Bao");
-    let Some(bao_at_alice) = bao_at_alice else { bail!("Alice did not receive Bao's answer") };
-    say(format!("   Alice sees {}", bao_at_alice.safety_number))?;
-    say(format!("   Bao   sees {}", alice_at_bao.safety_number))?;
-    if bao_at_alice.safety_number != alice_at_bao.safety_number {
-        bail!("safety numbers differ: someone is in the middle");
+    say("\n== Two sides and an intermediary create their identities (each store encrypted)")?;
+    let mut cast = Cast {
+        alice: Party::init(&dir.join("alice"), &demo_passphrase(), "Alice", "Delegation A")?,
+        bao: Party::init(&dir.join("bao"), &demo_passphrase(), "Bao", "Delegation B")?,
+        omar: Party::init(&dir.join("omar"), &demo_passphrase(), "Omar", "Oman")?,
+    };
+    let cards = [cast.alice.me()?, cast.bao.me()?, cast.omar.me()?];
+    for c in &cards {
+        say(format!("   {} ({}), fingerprint {}", c.name, c.side, c.fingerprint()))?;
     }
-    alice.verify("Bao")?;
-    bao.verify("Alice")?;
-    say("   they match; both mark each other verified")?;
 
-    say("\n== A short exchange of notes (deniable: authenticated, never signed)")?;
-    for note in NOTES_A {
-        alice.queue_note("Bao", note)?;
+    say("\n== Omar knows both sides; the sides have never met. Each side accepts his invitation")?;
+    for side in ["Alice", "Bao"] {
+        let invitation = cast.omar.invite(relay.address(), 24 * 3600).await?;
+        let party = if side == "Alice" { &mut cast.alice } else { &mut cast.bao };
+        let omar = party.accept(&invitation).await?;
+        party.verify("Omar")?;
+        say(format!("   {side} accepted; safety number with Omar {}", omar.safety_number))?;
     }
-    alice.flush_outbox().await?;
-    show(&bao.sync().await?.events)?;
-    bao.queue_note("Alice", NOTE_B)?;
-    bao.flush_outbox().await?;
-    show(&alice.sync().await?.events)?;
-    alice.queue_note("Bao", LAST_NOTE)?;
-    alice.flush_outbox().await?;
+    cast.settle().await?;
+    cast.omar.verify("Alice")?;
+    cast.omar.verify("Bao")?;
 
-    say("\n== What the host holds right now (Alice's last note is not yet fetched)")?;
-    inspect_host(relay, host_dir, &[&a, &b], &[NOTES_A[0], NOTES_A[1], NOTE_B, LAST_NOTE]).await?;
+    shuttle(&mut cast).await?;
+    direct(&mut cast).await?;
+    drafting(&mut cast).await?;
+    ratification(&mut cast, dir).await?;
 
-    say("\n== Bao fetches the last note; his view of the conversation:")?;
-    bao.sync().await?;
-    for e in bao.read("Alice")? {
-        say(format!("   {}", entry(&e)))?;
+    say("\n== What the host holds right now (one last note not yet fetched)")?;
+    cast.alice.channel_note("framework", "See you in Geneva.", &[])?;
+    cast.alice.flush_outbox().await?;
+    let secrets =
+        [OPENING, OPENING_AS_RELAYED, ANSWER, DIRECT_NOTE, "See you in Geneva.", "Phased withdrawal"];
+    inspect_host(relay, host_dir, &cards.iter().collect::<Vec<_>>(), &secrets).await?;
+    cast.settle().await?;
+
+    say("\n== What each party saw")?;
+    for (who, party, channels) in [
+        ("Alice", &mut cast.alice, ["muscat", "framework"]),
+        ("Bao", &mut cast.bao, ["muscat", "framework"]),
+        ("Omar", &mut cast.omar, ["muscat", "framework"]),
+    ] {
+        for channel in channels {
+            say(format!("-- {who}, channel {channel}:"))?;
+            for e in party.read(channel)? {
+                say(format!("   {}", entry(&e)))?;
+            }
+        }
     }
-    say("\nDone: the host carried every note and could read none of them.")
+    say("\nDone: the host carried everything and could read none of it; the agreement verifies anywhere.")
 }
 
-fn show(events: &[Event]) -> Result<()> {
-    events.iter().try_for_each(|e| say(format!("   {}", crate::output::event(e))))
+/// Shuttle: the sides talk only to Omar; what he passes on is marked as relayed by him.
+async fn shuttle(cast: &mut Cast) -> Result<()> {
+    say("\n== Omar opens a shuttle channel: each side talks only to him")?;
+    cast.omar.channel_create("muscat", Mode::Shuttle, Role::Intermediary, None)?;
+    cast.omar.channel_add("muscat", "Alice", Role::Principal)?;
+    cast.omar.channel_add("muscat", "Bao", Role::Principal)?;
+    cast.settle().await?;
+    say("\n== Alice makes an opening; only Omar receives it")?;
+    cast.alice.channel_note("muscat", OPENING, &[])?;
+    cast.settle().await?;
+    let omar_view = cast.omar.read("muscat")?;
+    let n = omar_view
+        .iter()
+        .position(|e| matches!(&e.entry, backchannel_client::Entry::Note { text, .. } if text == OPENING))
+        .context("Omar did not receive the opening")?;
+    say("\n== Omar passes it to Bao, in his own words (marked: relayed by Omar, rephrased)")?;
+    cast.omar.channel_forward("muscat", n + 1, &["Bao".into()], Some(OPENING_AS_RELAYED))?;
+    cast.settle().await?;
+    cast.bao.channel_note("muscat", ANSWER, &[])?;
+    cast.settle().await?;
+    let omar_view = cast.omar.read("muscat")?;
+    let n = omar_view
+        .iter()
+        .position(|e| matches!(&e.entry, backchannel_client::Entry::Note { text, .. } if text == ANSWER))
+        .context("Omar did not receive the answer")?;
+    say("\n== Omar passes Bao's answer to Alice as written")?;
+    cast.omar.channel_forward("muscat", n + 1, &["Alice".into()], None)?;
+    cast.settle().await
+}
+
+/// The sides move to a direct channel: Omar introduces them; they check safety numbers.
+async fn direct(cast: &mut Cast) -> Result<()> {
+    say("\n== The sides agree to talk directly: Omar opens a direct channel and introduces them")?;
+    cast.omar.channel_create("framework", Mode::Direct, Role::Intermediary, None)?;
+    cast.omar.channel_add("framework", "Alice", Role::Principal)?;
+    cast.omar.channel_add("framework", "Bao", Role::Principal)?;
+    cast.settle().await?;
+    let at_alice = cast.alice.channel("framework")?;
+    let at_bao = cast.bao.channel("framework")?;
+    let number = |v: &backchannel_client::ChannelView, name: &str| {
+        v.members.iter().find(|m| m.name == name).and_then(|m| m.safety_number.clone())
+    };
+    let (a, b) = (number(&at_alice, "Bao"), number(&at_bao, "Alice"));
+    say(format!("   Alice sees Bao's safety number   {}", a.clone().unwrap_or_default()))?;
+    say(format!("   Bao   sees Alice's safety number {}", b.clone().unwrap_or_default()))?;
+    if a.is_none() || a != b {
+        bail!("the sides' safety numbers differ: someone is in the middle");
+    }
+    if !at_alice.members.iter().all(|m| m.you || m.connected) {
+        bail!("Alice is not yet connected to every member");
+    }
+    cast.alice.verify("Bao")?;
+    cast.bao.verify("Alice")?;
+    say("   they compare them by phone: they match; both mark each other verified")?;
+    cast.alice.channel_note("framework", DIRECT_NOTE, &[])?;
+    cast.settle().await
+}
+
+async fn drafting(cast: &mut Cast) -> Result<()> {
+    say("\n== Alice proposes moving to drafting; Bao consents; the phase moves")?;
+    cast.alice.phase_consent("framework", Some(Phase::Drafting))?;
+    cast.settle().await?;
+    cast.bao.phase_consent("framework", None)?;
+    cast.settle().await?;
+    let phase = cast.alice.channel("framework")?.phase;
+    say(format!("   framework is now in phase {}", phase.name()))?;
+    if phase != Phase::Drafting {
+        bail!("the phase did not move");
+    }
+    say("\n== Omar circulates a non-paper (unattributed); after comments, a second version")?;
+    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V1)?;
+    cast.settle().await?;
+    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V2)?;
+    cast.settle().await?;
+    let (_, v1) = cast.bao.nonpaper("framework", "Framework", Some(1))?;
+    let (_, v2) = cast.bao.nonpaper("framework", "Framework", Some(2))?;
+    say("   Bao's diff of v1 and v2:")?;
+    let diff = similar::TextDiff::from_lines(&v1, &v2);
+    for line in diff.unified_diff().context_radius(1).to_string().lines() {
+        say(format!("   {line}"))?;
+    }
+    Ok(())
+}
+
+async fn ratification(cast: &mut Cast, dir: &Path) -> Result<()> {
+    say("\n== Omar proposes v2 for ratification by both sides; each ratifies with its seal")?;
+    let (_, text) = cast.omar.nonpaper("framework", "Framework", Some(2))?;
+    let signatories = ["Delegation A".to_owned(), "Delegation B".to_owned()];
+    let proposal = cast.omar.propose("framework", "Framework", &text, &signatories)?;
+    cast.settle().await?;
+    cast.alice.ratify("framework", &proposal.id)?;
+    cast.bao.ratify("framework", &proposal.id)?;
+    cast.settle().await?;
+    say("\n== Omar exports the agreement for the official channels, and anyone can verify it")?;
+    let agreement = cast.omar.agreement("framework", &proposal.id)?;
+    let out = dir.join("framework-agreement");
+    std::fs::create_dir_all(&out)?;
+    for (name, bytes) in agreement.files()? {
+        std::fs::write(out.join(&name), bytes)?;
+        say(format!("   wrote {name}"))?;
+    }
+    let verified = backchannel_proto::agreement::Agreement::from_files(|n| std::fs::read(out.join(n)).ok())?
+        .verify()
+        .context("the exported agreement does not verify")?;
+    for line in verified.to_string().lines() {
+        say(format!("   {line}"))?;
+    }
+    ssh_keygen_check(&out, &agreement)
+}
+
+/// Checks every signature with OpenSSH's own tool, when it is installed.
+fn ssh_keygen_check(out: &Path, agreement: &backchannel_proto::agreement::Agreement) -> Result<()> {
+    let text = std::fs::read(out.join(backchannel_proto::agreement::TEXT_FILE))?;
+    for principal in agreement.principals() {
+        let child = std::process::Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-f", "allowed_signers", "-I", &principal, "-n"])
+            .arg(backchannel_proto::agreement::NAMESPACE)
+            .arg("-s")
+            .arg(format!("{principal}.sig"))
+            .current_dir(out)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            return say("   (ssh-keygen is not installed here; skipped the OpenSSH check)");
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, &text)?;
+        }
+        let result = child.wait_with_output()?;
+        let said = String::from_utf8_lossy(&result.stdout);
+        if !result.status.success() {
+            bail!("ssh-keygen rejected {principal}'s signature: {}", String::from_utf8_lossy(&result.stderr));
+        }
+        say(format!("   ssh-keygen -Y verify: {}", said.trim()))?;
+    }
+    Ok(())
 }
 
 /// Counts the host's opaque blocks, then searches every byte it stored for the notes, the

@@ -23,11 +23,17 @@ pub fn contact(c: &ContactView) -> String {
 
 pub fn entry(e: &EntryView) -> String {
     match &e.entry {
-        Entry::Note { from, outgoing, text, sent_at, seq, .. } => {
+        Entry::Note { from, outgoing, text, sent_at, seq, relayed_by, rephrased, .. } => {
             let arrow = if *outgoing { "→" } else { "←" };
-            format!("{} {arrow} {from} #{seq}: {text}", time(*sent_at))
+            let number = if *seq > 0 { format!(" #{seq}") } else { String::new() };
+            let how = if *rephrased { ", rephrased" } else { "" };
+            match relayed_by {
+                Some(hub) => format!("{} {arrow} {from} (relayed by {hub}{how}): {text}", time(*sent_at)),
+                None => format!("{} {arrow} {from}{number}: {text}", time(*sent_at)),
+            }
         }
-        Entry::Gap { from, first, last, at } => {
+        Entry::Event { text, at } => format!("{} * {text}", time(*at)),
+        Entry::Gap { from, first, last, at, .. } => {
             let state = match &e.still_missing {
                 Some(m) if !m.is_empty() => format!("still missing: {}", format_ranges(m)),
                 _ => "all arrived since".to_owned(),
@@ -43,7 +49,8 @@ pub fn entry(e: &EntryView) -> String {
 
 pub fn event(e: &Event) -> String {
     match e {
-        Event::Note { from, text, sent_at } => format!("{} ← {from}: {text}", time(*sent_at)),
+        Event::Note { sent_at, .. } => format!("{} ← {e}", time(*sent_at)),
+        Event::Channel { .. } => format!("* {e}"),
         other => format!("! {other}"),
     }
 }

@@ -19,6 +19,11 @@ pub enum ClientError {
     UnknownContact(String),
     #[error("{0:?} names more than one contact; use NAME@SIDE")]
     AmbiguousContact(String),
+    #[error("no channel named {0:?}; `backchannel channel list` lists them")]
+    UnknownChannel(String),
+    /// A channel rule said no (not a member, wrong phase, not the creator...).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Invitation(#[from] InvitationError),
     #[error("this invitation was already accepted; ask for a new one")]
@@ -39,6 +44,14 @@ pub enum ClientError {
     Store { path: String, why: String },
     #[error("protocol error: {0}")]
     Proto(#[from] ProtoError),
+    #[error(transparent)]
+    Agreement(#[from] backchannel_proto::agreement::AgreementError),
+}
+
+impl From<backchannel_proto::channel::Refused> for ClientError {
+    fn from(r: backchannel_proto::channel::Refused) -> Self {
+        ClientError::Refused(r.0)
+    }
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -67,9 +67,12 @@ impl Party {
             };
             contact.tracker(ChannelId::DIRECT);
             tx.put(CONTACT, &id, &contact)?;
+            crate::channels::index_contact(tx, &id, &contact.card)?;
             tx.put(ACCEPTED, &id, &now)?;
             tx.append_timeline(&id, &Entry::Joined { from: contact.card.name.clone(), at: now })?;
             tx.outbox_push(&OutboxItem::new(&id, &route, hello.blocks))?;
+            // The Hello goes first; what waited for this party (a channel introduction) follows.
+            crate::channels::release_waiting(tx, &contact.card.identity_key)?;
             Ok(ContactView::new(&identity.card(), &contact))
         })?;
         let _ = self.flush_outbox().await;

@@ -12,7 +12,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod channels;
+mod documents;
 mod error;
+mod introductions;
 mod invite;
 mod model;
 mod outbox;
@@ -22,6 +25,8 @@ mod store;
 mod transport;
 mod watch;
 
+pub use channels::{ChannelView, Fanout, MemberView};
+pub use documents::{MAX_DOCUMENT, PaperVersion, ProposalView};
 pub use error::{ClientError, Result};
 pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport, format_ranges};
 pub use outbox::{FlushReport, MAX_NOTE};

@@ -87,9 +87,25 @@ pub enum Entry {
         /// Our clock when it arrived (or was queued), ms since the epoch.
         at: u64,
         seq: u64,
+        /// In a shuttle channel: the intermediary that passed this on (its words, not `from`'s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relayed_by: Option<String>,
+        /// The intermediary says it reworded the note.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rephrased: bool,
     },
     /// Notes from `from` numbered `first..=last` have not arrived (dropped or delayed).
-    Gap { from: String, first: u64, last: u64, at: u64 },
+    Gap {
+        from: String,
+        first: u64,
+        last: u64,
+        at: u64,
+        /// Whose numbering the gap is in: the contact and the channel (absent: direct talk).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<(String, ChannelId)>,
+    },
+    /// Something happened in a channel: a member joined, the phase moved, a draft arrived.
+    Event { text: String, at: u64 },
     /// Something arrived that failed checks and was not shown as genuine.
     Rejected { from: String, detail: String, at: u64 },
     /// The session was set up.
@@ -135,18 +151,54 @@ impl OutboxItem {
 /// What happened during receiving, for the user to see.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    Note { from: String, text: String, sent_at: u64 },
-    Joined { name: String, side: String, safety_number: String },
-    Gap { from: String, missing: Vec<(u64, u64)> },
-    GapClosed { from: String, seq: u64 },
-    Rejected { from: String, detail: String },
-    Duplicate { from: String },
+    /// `channel` is the channel's name, `None` for direct talk.
+    Note {
+        from: String,
+        text: String,
+        sent_at: u64,
+        channel: Option<String>,
+        relayed_by: Option<String>,
+    },
+    /// Something happened in a channel (membership, phase, drafts, proposals).
+    Channel {
+        channel: String,
+        text: String,
+    },
+    Joined {
+        name: String,
+        side: String,
+        safety_number: String,
+    },
+    Gap {
+        from: String,
+        missing: Vec<(u64, u64)>,
+    },
+    GapClosed {
+        from: String,
+        seq: u64,
+    },
+    Rejected {
+        from: String,
+        detail: String,
+    },
+    Duplicate {
+        from: String,
+    },
 }
 
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Event::Note { from, text, .. } => write!(f, "{from}: {text}"),
+            Event::Note { from, text, channel, relayed_by, .. } => {
+                if let Some(c) = channel {
+                    write!(f, "[{c}] ")?;
+                }
+                match relayed_by {
+                    Some(hub) => write!(f, "{from} (relayed by {hub}): {text}"),
+                    None => write!(f, "{from}: {text}"),
+                }
+            }
+            Event::Channel { channel, text } => write!(f, "[{channel}] {text}"),
             Event::Joined { name, side, safety_number } => {
                 write!(f, "new contact {name} ({side}); safety number {safety_number}")
             }
@@ -177,6 +229,21 @@ pub struct SyncReport {
     pub unreachable: Vec<String>,
     /// Queues a relay refused to read (e.g. expired after its TTL); the others went on.
     pub problems: Vec<String>,
+}
+
+/// One byte string as base64 text (JSON arrays of numbers would triple its size).
+pub(crate) mod bytes_b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD_NO_PAD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 mod blocks_b64 {

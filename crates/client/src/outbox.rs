@@ -25,6 +25,14 @@ pub struct FlushReport {
     pub unreachable: Vec<String>,
 }
 
+pub(crate) fn check_note(text: &str) -> Result<()> {
+    if text.is_empty() || text.len() > MAX_NOTE {
+        let why = format!("a note has 1 to {MAX_NOTE} bytes (this one has {})", text.len());
+        return Err(ClientError::InvalidInput { what: "note", why });
+    }
+    Ok(())
+}
+
 impl Party {
     /// Seals a note to a contact and puts it in the outbox. Nothing is sent yet.
     pub fn queue_note(&mut self, name: &str, text: &str) -> Result<()> {
@@ -34,10 +42,7 @@ impl Party {
     /// Seals several notes to one contact, in order, in one durable transaction: a client
     /// sending in bursts pays for one disk sync, not one per note.
     pub fn queue_notes(&mut self, name: &str, texts: &[&str]) -> Result<()> {
-        if let Some(bad) = texts.iter().find(|t| t.is_empty() || t.len() > MAX_NOTE) {
-            let why = format!("a note has 1 to {MAX_NOTE} bytes (this one has {})", bad.len());
-            return Err(ClientError::InvalidInput { what: "note", why });
-        }
+        texts.iter().try_for_each(|t| check_note(t))?;
         self.store.tx(|tx| {
             let (id, mut contact) = find_contact(tx, name)?;
             let me = crate::party::load_card(tx)?.name;
@@ -53,6 +58,8 @@ impl Party {
                     sent_at: now,
                     at: now,
                     seq,
+                    relayed_by: None,
+                    rephrased: false,
                 };
                 tx.append_timeline(&id, &entry)?;
                 tx.outbox_push(&OutboxItem::new(&id, &session.send_route, sealed.blocks))?;

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use backchannel_proto::identity::{Card, Identity, IdentityPickle};
+use backchannel_proto::message::ChannelId;
 use backchannel_wire::RelayAddress;
 
+use crate::channels::{expire_notes, find_channel, timeline_key};
 use crate::error::{ClientError, Result};
 use crate::model::{CARD, CONTACT, ContactRecord, ContactView, Entry, EntryView, IDENTITY};
 use crate::store::{Passphrase, Store, Tx};
@@ -77,6 +79,17 @@ impl Party {
         })
     }
 
+    /// Every contact's seal key, with its `NAME (SIDE)`: for checking an agreement's seals.
+    pub fn seal_keys(&mut self) -> Result<Vec<(String, [u8; 32])>> {
+        self.store.tx(|tx| {
+            let all = tx.all::<ContactRecord>(CONTACT)?;
+            Ok(all
+                .into_iter()
+                .map(|(_, c)| (format!("{} ({})", c.card.name, c.card.side), c.card.seal_key))
+                .collect())
+        })
+    }
+
     /// Marks a contact verified, after the humans compared safety numbers out of band.
     pub fn verify(&mut self, name: &str) -> Result<ContactView> {
         self.store.tx(|tx| {
@@ -88,26 +101,46 @@ impl Party {
         })
     }
 
-    /// The conversation with a contact, oldest first, with gaps marked open or closed.
+    /// The conversation with a contact or in a channel, oldest first, with gaps marked open
+    /// or closed. Channel notes past the phase's retention are deleted first.
     pub fn read(&mut self, name: &str) -> Result<Vec<EntryView>> {
         self.store.tx(|tx| {
-            let (id, mut contact) = find_contact(tx, name)?;
-            let entries: Vec<Entry> = tx.timeline(&id)?;
-            Ok(entries.into_iter().map(|entry| view(entry, &mut contact)).collect())
+            let (timeline, direct) = match find_channel(tx, name) {
+                Ok((_, rec)) => {
+                    expire_notes(tx, now_ms())?;
+                    (timeline_key(&rec.state.id), None)
+                }
+                Err(ClientError::UnknownChannel(_)) => {
+                    let (id, _) = find_contact(tx, name)?;
+                    (id.clone(), Some(id))
+                }
+                Err(e) => return Err(e),
+            };
+            let entries: Vec<Entry> = tx.timeline(&timeline)?;
+            entries.into_iter().map(|entry| view(tx, entry, direct.as_deref())).collect()
         })
     }
 }
 
-fn view(entry: Entry, contact: &mut ContactRecord) -> EntryView {
+/// A gap is open while some of its numbers are still missing from its sender's tracker.
+fn view(tx: &Tx<'_>, entry: Entry, direct: Option<&str>) -> Result<EntryView> {
     let still_missing = match &entry {
-        Entry::Gap { first, last, .. } => {
-            let missing = contact.tracker(backchannel_proto::message::ChannelId::DIRECT).missing();
+        Entry::Gap { first, last, source, .. } => {
+            let (id, channel) = match (source, direct) {
+                (Some((id, channel)), _) => (id.as_str(), *channel),
+                (None, Some(id)) => (id, ChannelId::DIRECT),
+                (None, None) => ("", ChannelId::DIRECT),
+            };
+            let missing = match tx.get::<ContactRecord>(CONTACT, id)? {
+                Some(mut contact) => contact.tracker(channel).missing(),
+                None => Vec::new(),
+            };
             let overlap = missing.iter().filter(|(a, b)| a <= last && b >= first);
             Some(overlap.map(|(a, b)| (*a.max(first), *b.min(last))).collect::<Vec<_>>())
         }
         _ => None,
     };
-    EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing }
+    Ok(EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing })
 }
 
 pub(crate) fn load_card(tx: &Tx<'_>) -> Result<Card> {

@@ -14,6 +14,7 @@ use backchannel_proto::message::{ChannelId, Kind, Message};
 use backchannel_proto::session::{self, Session};
 use backchannel_wire::{Delivered, MAX_BATCH, RelayAddress};
 
+use crate::channels;
 use crate::error::{ClientError, Result};
 use crate::model::{CONTACT, ContactRecord, Entry, Event, IDENTITY, Inbox, PENDING, SyncReport};
 use crate::party::{Party, load_identity, now_ms};
@@ -98,6 +99,12 @@ impl Party {
                 self.keep_relay(client);
             }
         }
+        report.events.extend(self.run_tasks().await?);
+        self.store.tx(|tx| channels::expire_notes(tx, now_ms()))?;
+        // What receiving queued (introductions, phase moves, waiting notes) goes out now.
+        let again = self.flush_outbox().await?;
+        report.sent += again.sent;
+        report.still_queued = again.still_queued;
         let _ = self.drop_expired_invitations().await;
         Ok(report)
     }
@@ -206,7 +213,7 @@ fn label(tx: &Tx<'_>, id: &str) -> String {
     }
 }
 
-fn reject(tx: &Tx<'_>, id: &str, detail: &str) -> Result<Event> {
+pub(crate) fn reject(tx: &Tx<'_>, id: &str, detail: &str) -> Result<Event> {
     let from = label(tx, id);
     tx.append_timeline(id, &Entry::Rejected { from: from.clone(), detail: detail.to_owned(), at: now_ms() })?;
     Ok(Event::Rejected { from, detail: detail.to_owned() })
@@ -227,54 +234,82 @@ fn from_contact(tx: &Tx<'_>, id: &str, mut contact: ContactRecord, frame: &[u8])
     let mut session = Session::from_pickle(contact.session);
     let opened = session.open(frame);
     contact.session = session.pickle();
-    let events = match opened {
-        Ok(msg) if msg.kind == Kind::Note => note(tx, id, &mut contact, msg)?,
-        Ok(msg) => {
-            // Numbered all the same, so a newer peer's other kinds leave no false gap.
-            contact.tracker(msg.channel).record(msg.sender_seq);
-            vec![reject(tx, id, &format!("unsupported message kind {:?}; upgrade Backchannel", msg.kind))?]
+    let msg = match opened {
+        Ok(msg) => msg,
+        Err(e) => {
+            tx.put(CONTACT, id, &contact)?;
+            let detail = if e == ProtoError::Replayed {
+                "a replayed message was dropped".into()
+            } else {
+                format!("{e}; not shown")
+            };
+            return Ok(vec![reject(tx, id, &detail)?]);
         }
-        Err(ProtoError::Replayed) => vec![reject(tx, id, "a replayed message was dropped")?],
-        Err(e) => vec![reject(tx, id, &format!("{e}; not shown"))?],
     };
+    // Every kind is numbered, so a newer peer's other kinds leave no false gap.
+    let (arrival, mut events) = track(tx, id, &mut contact, &msg)?;
+    // Saved before anything else runs: channel handling may seal to this same contact.
     tx.put(CONTACT, id, &contact)?;
+    if arrival == Arrival::Duplicate {
+        return Ok(vec![Event::Duplicate { from: contact.card.name }]);
+    }
+    match (msg.kind, msg.channel == ChannelId::DIRECT) {
+        (Kind::Note, true) => events.push(note(tx, id, &contact.card.name, msg)?),
+        (Kind::Note | Kind::Channel, false) => events.extend(channels::receive(tx, id, &contact.card, msg)?),
+        (kind, _) => {
+            events.push(reject(tx, id, &format!("unsupported message kind {kind:?}; upgrade Backchannel"))?)
+        }
+    }
     Ok(events)
 }
 
-fn note(tx: &Tx<'_>, id: &str, contact: &mut ContactRecord, msg: Message) -> Result<Vec<Event>> {
+/// Records the message's number in its sender's channel; shows gaps that opened (in the
+/// timeline the message belongs to) and late arrivals that closed one.
+fn track(tx: &Tx<'_>, id: &str, contact: &mut ContactRecord, msg: &Message) -> Result<(Arrival, Vec<Event>)> {
     let from = contact.card.name.clone();
-    let tracker = contact.tracker(ChannelId::DIRECT);
+    let tracker = contact.tracker(msg.channel);
     let before = tracker.missing();
     let arrival = tracker.record(msg.sender_seq);
     let after = tracker.missing();
-    let at = now_ms();
     let mut events = Vec::new();
     if arrival == Arrival::Duplicate {
-        return Ok(vec![Event::Duplicate { from }]);
+        return Ok((arrival, events));
     }
     let new_gaps: Vec<(u64, u64)> =
         after.into_iter().filter(|(a, b)| !before.iter().any(|(c, d)| a <= d && b >= c)).collect();
+    let (timeline, source) = if msg.channel == ChannelId::DIRECT {
+        (id.to_owned(), None)
+    } else {
+        (channels::timeline_key(&msg.channel), Some((id.to_owned(), msg.channel)))
+    };
+    let at = now_ms();
     for (first, last) in &new_gaps {
-        tx.append_timeline(id, &Entry::Gap { from: from.clone(), first: *first, last: *last, at })?;
+        let gap = Entry::Gap { from: from.clone(), first: *first, last: *last, at, source: source.clone() };
+        tx.append_timeline(&timeline, &gap)?;
     }
     if !new_gaps.is_empty() {
         events.push(Event::Gap { from: from.clone(), missing: new_gaps });
     }
     if arrival == Arrival::Late {
-        events.push(Event::GapClosed { from: from.clone(), seq: msg.sender_seq });
+        events.push(Event::GapClosed { from, seq: msg.sender_seq });
     }
+    Ok((arrival, events))
+}
+
+fn note(tx: &Tx<'_>, id: &str, from: &str, msg: Message) -> Result<Event> {
     let text = String::from_utf8_lossy(&msg.body).into_owned();
     let entry = Entry::Note {
-        from: from.clone(),
+        from: from.to_owned(),
         outgoing: false,
         text: text.clone(),
         sent_at: msg.sent_at,
-        at,
+        at: now_ms(),
         seq: msg.sender_seq,
+        relayed_by: None,
+        rephrased: false,
     };
     tx.append_timeline(id, &entry)?;
-    events.push(Event::Note { from, text, sent_at: msg.sent_at });
-    Ok(events)
+    Ok(Event::Note { from: from.to_owned(), text, sent_at: msg.sent_at, channel: None, relayed_by: None })
 }
 
 fn answer_invitation(tx: &Tx<'_>, id: &str, pending: &PendingInvitation, frame: &[u8]) -> Result<Vec<Event>> {
@@ -300,6 +335,8 @@ fn answer_invitation(tx: &Tx<'_>, id: &str, pending: &PendingInvitation, frame: 
     tx.put(IDENTITY.0, IDENTITY.1, &identity.pickle())?;
     tx.delete(PENDING, id)?;
     tx.put(CONTACT, id, &contact)?;
+    channels::index_contact(tx, id, &contact.card)?;
+    channels::release_waiting(tx, &contact.card.identity_key)?;
     tx.append_timeline(id, &Entry::Joined { from: hello.card.name.clone(), at: now })?;
     let safety_number = backchannel_proto::identity::safety_number(&identity.card(), &hello.card);
     Ok(vec![Event::Joined { name: hello.card.name, side: hello.card.side, safety_number }])

@@ -54,6 +54,9 @@ impl Party {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    if let Ok(events) = self.run_tasks().await {
+                        events.iter().for_each(&mut on_event);
+                    }
                     let _ = self.flush_outbox().await;
                     inboxes = self.inboxes()?;
                     self.refresh_links(&inboxes, &mut links, &tx, &mut on_status).await?;

@@ -3,12 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use backchannel_client::WatchStatus;
+use backchannel_client::{Party, WatchStatus};
 
 use super::party::open;
 use crate::output::{entry, event, json, say};
 
-pub async fn send(home: &Path, name: &str, text: Option<String>, file: Option<PathBuf>) -> Result<()> {
+pub async fn send(
+    home: &Path,
+    name: &str,
+    to: &[String],
+    text: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<()> {
     let text = match (text, file) {
         (Some(t), _) => t,
         (None, Some(path)) => std::fs::read_to_string(&path)
@@ -16,23 +22,45 @@ pub async fn send(home: &Path, name: &str, text: Option<String>, file: Option<Pa
         (None, None) => anyhow::bail!("give the note's TEXT or --file FILE"),
     };
     let mut party = open(home)?;
+    if party.is_channel(name)? {
+        // Take in membership changes first, so a member removed meanwhile gets nothing.
+        let report = party.sync().await?;
+        report_unreachable(&report.unreachable);
+        let out = party.channel_note(name, &text, to)?;
+        let delivered = deliver(&mut party, name).await?;
+        return say(super::channel::fanout_line(name, &out, delivered));
+    }
+    if !to.is_empty() {
+        anyhow::bail!("--to is for shuttle channels; {name} is a contact");
+    }
     party.queue_note(name, &text)?;
+    if deliver(&mut party, name).await? {
+        return say(format!("sent to {name}"));
+    }
+    say(format!("queued for {name}; it waits in the outbox for the next `backchannel sync`"))
+}
+
+fn report_unreachable(why: &[String]) {
+    why.iter().for_each(|w| eprintln!("warning: {w}"));
+}
+
+/// Flushes the outbox; says plainly what could not go yet (it stays queued, nothing lost).
+/// Returns whether everything went.
+pub async fn deliver(party: &mut Party, name: &str) -> Result<bool> {
     let flushed = party.flush_outbox().await?;
     if flushed.refused > 0 {
         anyhow::bail!(
-            "not delivered: the relay no longer has {name}'s queue (expired or deleted); exchange a new invitation"
+            "not delivered: the relay no longer has a queue {name} needs (expired or deleted); exchange a new invitation"
         );
     }
-    if flushed.still_queued == 0 {
-        return say(format!("sent to {name}"));
+    if flushed.still_queued > 0 {
+        report_unreachable(&flushed.unreachable);
+        eprintln!(
+            "queued: {} message(s) wait in the outbox for the next `backchannel sync`",
+            flushed.still_queued
+        );
     }
-    for why in &flushed.unreachable {
-        eprintln!("warning: {why}");
-    }
-    say(format!(
-        "queued for {name}; {} message(s) wait in the outbox for the next `backchannel sync`",
-        flushed.still_queued
-    ))
+    Ok(flushed.still_queued == 0)
 }
 
 pub async fn sync(home: &Path) -> Result<()> {
@@ -53,7 +81,8 @@ pub fn read(home: &Path, name: &str, as_json: bool) -> Result<()> {
     if as_json {
         return json(&entries);
     }
-    entries.iter().try_for_each(|e| say(entry(e)))
+    // Numbered, so an intermediary can say which note to forward.
+    entries.iter().enumerate().try_for_each(|(i, e)| say(format!("{:>3}. {}", i + 1, entry(e))))
 }
 
 pub async fn watch(home: &Path) -> Result<()> {

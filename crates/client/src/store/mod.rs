@@ -224,6 +224,11 @@ impl Tx<'_> {
     }
 
     pub fn timeline<T: DeserializeOwned>(&self, contact: &str) -> Result<Vec<T>> {
+        Ok(self.timeline_numbered(contact)?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The timeline with each entry's number, for removing entries (retention).
+    pub fn timeline_numbered<T: DeserializeOwned>(&self, contact: &str) -> Result<Vec<(i64, T)>> {
         let mut stmt = self
             .inner
             .prepare("SELECT n, v FROM timeline WHERE contact = ?1 ORDER BY n")
@@ -232,7 +237,12 @@ impl Tx<'_> {
             .query_map([contact], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(|e| self.err(&e))?;
-        rows.into_iter().map(|(n, v)| self.open(&format!("timeline/{n}/{contact}"), &v)).collect()
+        rows.into_iter().map(|(n, v)| Ok((n, self.open(&format!("timeline/{n}/{contact}"), &v)?))).collect()
+    }
+
+    pub fn timeline_remove(&self, n: i64) -> Result<()> {
+        self.inner.execute("DELETE FROM timeline WHERE n = ?1", [n]).map_err(|e| self.err(&e))?;
+        Ok(())
     }
 
     pub fn outbox_push<T: Serialize>(&self, item: &T) -> Result<()> {
