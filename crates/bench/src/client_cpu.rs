@@ -63,13 +63,13 @@ fn per_note_us(notes: usize, mut pair: impl Pair, run_length: usize) -> Result<f
 }
 
 /// Two established Backchannel sessions, set up as in the proto crate's example.
-struct ProtoPair {
-    alice: Session,
+pub(crate) struct ProtoPair {
+    pub alice: Session,
     bao: Session,
 }
 
 impl ProtoPair {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         let relay = RelayAddress::for_certificate("127.0.0.1", 4443, b"bench");
         let route = |block_key| Route {
             relay: relay.clone(),

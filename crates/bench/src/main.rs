@@ -2,10 +2,12 @@
 //! and reports ratios (machines differ; ratios travel).
 //!
 //! Phases: `idle` (relay cost of idle queues), `client` (protocol CPU per note vs raw Olm),
+//! `channel` (fan-out to 50 members vs raw Olm; ratify + verify vs raw Ed25519),
 //! `relay` and `postgres` (relay throughput), `jetstream` (the broker baseline), `e2e` (note
 //! latency between two parties vs JetStream publish → receipt).
 #![forbid(unsafe_code)]
 
+mod channel;
 mod client_cpu;
 mod e2e;
 mod idle;
@@ -28,14 +30,14 @@ USAGE: backchannel-bench [--json FILE] [--quick] [--only NAME,...]
 
   --json FILE   also write the results as one flat JSON object of numbers
   --quick       short phases (the whole run in about a minute), for CI smoke tests
-  --only NAMES  run only these phases: idle, client, relay, postgres, jetstream, e2e
+  --only NAMES  run only these phases: idle, client, channel, relay, postgres, jetstream, e2e
 
 Environment: BACKCHANNEL_BENCH_POSTGRES (PostgreSQL URL, default
 postgres://postgres@127.0.0.1:5432/test), BACKCHANNEL_BENCH_NATS (default 127.0.0.1:4222),
 BACKCHANNEL_BENCH_RELAY_CONNS=P,C (producer and consumer connections, to tune the load).
 ";
 
-const PHASES: [&str; 6] = ["idle", "client", "relay", "postgres", "jetstream", "e2e"];
+const PHASES: [&str; 7] = ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e"];
 
 struct Args {
     json: Option<PathBuf>,
@@ -122,6 +124,7 @@ async fn run_phase(phase: &str, report: &mut Report, timing: Timing) -> Result<(
     match phase {
         "idle" => idle::run(report, timing).await,
         "client" => client_cpu::run(report, timing),
+        "channel" => channel::run(report, timing).await,
         "relay" => relay_load::run_sqlite(report, timing).await,
         "postgres" => relay_load::run_postgres(report, timing).await,
         "jetstream" => jetstream::run_throughput(report, timing).await,

@@ -27,7 +27,7 @@ const fn vs(label: &'static str, ours: &'static str, baseline: &'static str, rat
     Line { label, ours, baseline: Some(baseline), ratio: Some(ratio), target: None }
 }
 
-const LINES: [Line; 10] = [
+const LINES: [Line; 14] = [
     Line {
         target: Some(Target::AtLeast(20_000.0)),
         ..vs("relay, SQLite (blocks/s)", "relay_blocks_per_s", "jetstream_msgs_per_s", "ratio_vs_jetstream")
@@ -60,6 +60,23 @@ const LINES: [Line; 10] = [
             "ratio_client_vs_olm_one_way",
         )
     },
+    Line {
+        target: Some(Target::Below(2.0)),
+        ..vs(
+            "channel of 50, CPU per note (ms)",
+            "fanout_ms_per_note_50",
+            "olm_fanout_ms_per_note_50",
+            "ratio_fanout_vs_olm",
+        )
+    },
+    line("channel of 50, wall per note incl. fsync (ms)", "fanout_wall_ms_per_note_50"),
+    vs(
+        "channel of 50, seals alone, in memory (ms)",
+        "fanout_seal_ms_per_note_50",
+        "olm_fanout_ms_per_note_50",
+        "ratio_fanout_seal_vs_olm",
+    ),
+    vs("ratify + verify (ms)", "ratify_verify_ms", "ed25519_sign_verify_ms", "ratio_ratify_vs_ed25519"),
     line("idle queue, relay disk (bytes)", "relay_disk_bytes_per_idle_queue"),
     line("idle queue, process RSS (bytes)", "relay_rss_bytes_per_idle_queue"),
     line("e2e notes lost or late", "e2e_notes_missing"),
