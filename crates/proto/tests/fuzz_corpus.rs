@@ -32,6 +32,7 @@ fn messages() {
     for input in corpus("message") {
         let _ = backchannel_proto::message::Message::decode(&input);
         let _ = backchannel_proto::message::Hello::decode(&input);
+        let _ = backchannel_proto::channel::ChannelBody::decode(&input);
     }
 }
 
