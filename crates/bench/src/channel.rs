@@ -25,7 +25,10 @@ const NOTE_BYTES: usize = 256;
 const TEXT_BYTES: usize = 16 * 1024;
 
 pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
-    let notes = if timing.quick { 30 } else { 200 };
+    let notes = std::env::var("BACKCHANNEL_BENCH_FANOUT_NOTES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if timing.quick { 30 } else { 200 });
     let dir = tempfile::tempdir()?;
     let relay =
         backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, dir.path().join("relay"))).await?;

@@ -167,7 +167,8 @@ impl Tx<'_> {
 
     fn put_meta(&self, k: &str, v: &[u8]) -> Result<()> {
         self.inner
-            .execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)", params![k, v])
+            .prepare_cached("INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![k, v]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
@@ -175,7 +176,8 @@ impl Tx<'_> {
     pub fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
         let sealed: Option<Vec<u8>> = self
             .inner
-            .query_row("SELECT v FROM records WHERE kind = ?1 AND id = ?2", params![kind, id], |r| r.get(0))
+            .prepare_cached("SELECT v FROM records WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.query_row(params![kind, id], |r| r.get(0)))
             .optional()
             .map_err(|e| self.err(&e))?;
         sealed.map(|s| self.open(&format!("{kind}/{id}"), &s)).transpose()
@@ -184,17 +186,16 @@ impl Tx<'_> {
     pub fn put<T: Serialize>(&self, kind: &str, id: &str, value: &T) -> Result<()> {
         let sealed = self.seal(&format!("{kind}/{id}"), value)?;
         self.inner
-            .execute(
-                "INSERT OR REPLACE INTO records (kind, id, v) VALUES (?1, ?2, ?3)",
-                params![kind, id, sealed],
-            )
+            .prepare_cached("INSERT OR REPLACE INTO records (kind, id, v) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![kind, id, sealed]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
     pub fn delete(&self, kind: &str, id: &str) -> Result<()> {
         self.inner
-            .execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, id])
+            .prepare_cached("DELETE FROM records WHERE kind = ?1 AND id = ?2")
+            .and_then(|mut st| st.execute(params![kind, id]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
@@ -202,7 +203,7 @@ impl Tx<'_> {
     pub fn all<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<(String, T)>> {
         let mut stmt = self
             .inner
-            .prepare("SELECT id, v FROM records WHERE kind = ?1 ORDER BY id")
+            .prepare_cached("SELECT id, v FROM records WHERE kind = ?1 ORDER BY id")
             .map_err(|e| self.err(&e))?;
         let rows: Vec<(String, Vec<u8>)> = stmt
             .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -214,11 +215,13 @@ impl Tx<'_> {
     pub fn append_timeline<T: Serialize>(&self, contact: &str, entry: &T) -> Result<()> {
         let n: i64 = self
             .inner
-            .query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM timeline", [], |r| r.get(0))
+            .prepare_cached("SELECT COALESCE(MAX(n), 0) + 1 FROM timeline")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(&e))?;
         let sealed = self.seal(&format!("timeline/{n}/{contact}"), entry)?;
         self.inner
-            .execute("INSERT INTO timeline (n, contact, v) VALUES (?1, ?2, ?3)", params![n, contact, sealed])
+            .prepare_cached("INSERT INTO timeline (n, contact, v) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![n, contact, sealed]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
@@ -231,7 +234,7 @@ impl Tx<'_> {
     pub fn timeline_numbered<T: DeserializeOwned>(&self, contact: &str) -> Result<Vec<(i64, T)>> {
         let mut stmt = self
             .inner
-            .prepare("SELECT n, v FROM timeline WHERE contact = ?1 ORDER BY n")
+            .prepare_cached("SELECT n, v FROM timeline WHERE contact = ?1 ORDER BY n")
             .map_err(|e| self.err(&e))?;
         let rows: Vec<(i64, Vec<u8>)> = stmt
             .query_map([contact], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -241,24 +244,30 @@ impl Tx<'_> {
     }
 
     pub fn timeline_remove(&self, n: i64) -> Result<()> {
-        self.inner.execute("DELETE FROM timeline WHERE n = ?1", [n]).map_err(|e| self.err(&e))?;
+        self.inner
+            .prepare_cached("DELETE FROM timeline WHERE n = ?1")
+            .and_then(|mut st| st.execute([n]))
+            .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
     pub fn outbox_push<T: Serialize>(&self, item: &T) -> Result<()> {
         let n: i64 = self
             .inner
-            .query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox", [], |r| r.get(0))
+            .prepare_cached("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(&e))?;
         let sealed = self.seal(&format!("outbox/{n}"), item)?;
         self.inner
-            .execute("INSERT INTO outbox (n, v) VALUES (?1, ?2)", params![n, sealed])
+            .prepare_cached("INSERT INTO outbox (n, v) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![n, sealed]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
     pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<(i64, T)>> {
-        let mut stmt = self.inner.prepare("SELECT n, v FROM outbox ORDER BY n").map_err(|e| self.err(&e))?;
+        let mut stmt =
+            self.inner.prepare_cached("SELECT n, v FROM outbox ORDER BY n").map_err(|e| self.err(&e))?;
         let rows: Vec<(i64, Vec<u8>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
@@ -267,7 +276,10 @@ impl Tx<'_> {
     }
 
     pub fn outbox_remove(&self, n: i64) -> Result<()> {
-        self.inner.execute("DELETE FROM outbox WHERE n = ?1", [n]).map_err(|e| self.err(&e))?;
+        self.inner
+            .prepare_cached("DELETE FROM outbox WHERE n = ?1")
+            .and_then(|mut st| st.execute([n]))
+            .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
@@ -277,10 +289,8 @@ impl Tx<'_> {
         let digest = hmac(&self.seen_key.0, &[scope.as_bytes(), b"/", frame_id].concat());
         let inserted = self
             .inner
-            .execute(
-                "INSERT OR IGNORE INTO seen (digest, at) VALUES (?1, ?2)",
-                params![digest.as_slice(), now as i64],
-            )
+            .prepare_cached("INSERT OR IGNORE INTO seen (digest, at) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![digest.as_slice(), now as i64]))
             .map_err(|e| self.err(&e))?;
         Ok(inserted == 1)
     }
@@ -289,7 +299,8 @@ impl Tx<'_> {
         let digest = hmac(&self.seen_key.0, &[scope.as_bytes(), b"/", frame_id].concat());
         let found: Option<i64> = self
             .inner
-            .query_row("SELECT 1 FROM seen WHERE digest = ?1", [digest.as_slice()], |r| r.get(0))
+            .prepare_cached("SELECT 1 FROM seen WHERE digest = ?1")
+            .and_then(|mut st| st.query_row([digest.as_slice()], |r| r.get(0)))
             .optional()
             .map_err(|e| self.err(&e))?;
         Ok(found.is_some())
@@ -303,6 +314,8 @@ fn seen_key(key: &SecretKey) -> SecretKey {
 fn connect(dir: &Path) -> Result<Connection> {
     let conn = Connection::open(dir.join(DB_FILE)).map_err(|e| db_error(dir, &e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| db_error(dir, &e))?;
+    // Every statement is prepared once per connection (a fan-out runs them ~50 times a note).
+    conn.set_prepared_statement_cache_capacity(32);
     conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db_error(dir, &e))?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error(dir, &e))?;
     // Overwrite deleted records (old session states, used invitation keys) on disk.
