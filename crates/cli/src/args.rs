@@ -91,7 +91,10 @@ pub enum Command {
         json: bool,
     },
     /// Stay connected and print notes as they arrive (Ctrl-C to stop).
-    Watch,
+    Watch {
+        /// Only this contact or channel.
+        name: Option<String>,
+    },
     /// Create channels, add and remove members, list them.
     #[command(subcommand)]
     Channel(ChannelCmd),

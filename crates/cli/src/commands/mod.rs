@@ -36,7 +36,7 @@ async fn party_command(command: Command, home: std::path::PathBuf) -> Result<()>
         Command::Send { name, to, text, file } => talk::send(&home, &name, &to, text, file).await,
         Command::Sync => talk::sync(&home).await,
         Command::Read { name, json } => talk::read(&home, &name, json),
-        Command::Watch => talk::watch(&home).await,
+        Command::Watch { name } => talk::watch(&home, name.as_deref()).await,
         Command::Channel(cmd) => channel::run(&home, cmd).await,
         Command::Forward { channel, entry, to, rephrase } => {
             channel::forward(&home, &channel, entry, &to, rephrase.as_deref()).await

@@ -76,6 +76,23 @@ pub async fn sync(home: &Path) -> Result<()> {
     say(format!("sent {}, received {received}, still queued {}", report.sent, report.still_queued))
 }
 
+/// Whether an event belongs to the contact or channel called `name`.
+fn concerns(e: &backchannel_client::Event, name: &str) -> bool {
+    use backchannel_client::Event;
+    let is = |s: &str| s.eq_ignore_ascii_case(name);
+    // A contact may be named NAME@SIDE; events carry the name alone.
+    let contact = name.split('@').next().unwrap_or(name);
+    match e {
+        Event::Note { channel: Some(c), .. } | Event::Channel { channel: c, .. } => is(c),
+        Event::Note { from, .. }
+        | Event::Gap { from, .. }
+        | Event::GapClosed { from, .. }
+        | Event::Rejected { from, .. }
+        | Event::Duplicate { from } => from.eq_ignore_ascii_case(contact),
+        Event::Joined { name: n, .. } => n.eq_ignore_ascii_case(contact),
+    }
+}
+
 pub fn read(home: &Path, name: &str, as_json: bool) -> Result<()> {
     let entries = open(home)?.read(name)?;
     if as_json {
@@ -85,10 +102,17 @@ pub fn read(home: &Path, name: &str, as_json: bool) -> Result<()> {
     entries.iter().enumerate().try_for_each(|(i, e)| say(format!("{:>3}. {}", i + 1, entry(e))))
 }
 
-pub async fn watch(home: &Path) -> Result<()> {
+pub async fn watch(home: &Path, only: Option<&str>) -> Result<()> {
     let mut party = open(home)?;
+    if let Some(name) = only
+        && !party.is_channel(name)?
+    {
+        party.read(name)?; // an unknown name fails here, before we wait for nothing
+    }
     let on_event = |e: &backchannel_client::Event| {
-        let _ = say(event(e));
+        if only.is_none_or(|name| concerns(e, name)) {
+            let _ = say(event(e));
+        }
     };
     let on_status = |s: WatchStatus| match s {
         WatchStatus::Connected(relay) => eprintln!("connected to {relay}"),
@@ -99,4 +123,27 @@ pub async fn watch(home: &Path) -> Result<()> {
         _ = tokio::signal::ctrl_c() => eprintln!("stopped"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concerns;
+    use backchannel_client::Event;
+
+    #[test]
+    fn watch_filters_by_contact_or_channel() {
+        let note = |channel: Option<&str>| Event::Note {
+            from: "Bao".into(),
+            text: "t".into(),
+            sent_at: 0,
+            channel: channel.map(str::to_owned),
+            relayed_by: None,
+        };
+        assert!(concerns(&note(None), "bao"));
+        assert!(concerns(&note(None), "Bao@Delegation B"));
+        assert!(!concerns(&note(Some("framework")), "Bao"), "a channel note belongs to its channel");
+        assert!(concerns(&note(Some("framework")), "Framework"));
+        let event = Event::Channel { channel: "muscat".into(), text: "x".into() };
+        assert!(concerns(&event, "muscat") && !concerns(&event, "framework"));
+    }
 }
