@@ -4,7 +4,8 @@
 //! Phases: `idle` (relay cost of idle queues), `client` (protocol CPU per note vs raw Olm),
 //! `channel` (fan-out to 50 members vs raw Olm; ratify + verify vs raw Ed25519),
 //! `relay` and `postgres` (relay throughput), `jetstream` (the broker baseline), `e2e` (note
-//! latency between two parties vs JetStream publish → receipt).
+//! latency between two parties vs JetStream publish → receipt), `probe` (a single-value probe end
+//! to end through a relay; 10k and 100k package probes vs OpenMined PSI).
 #![forbid(unsafe_code)]
 
 mod channel;
@@ -12,6 +13,7 @@ mod client_cpu;
 mod e2e;
 mod idle;
 mod jetstream;
+mod probe;
 mod relay_load;
 mod relay_push;
 mod report;
@@ -30,14 +32,15 @@ USAGE: backchannel-bench [--json FILE] [--quick] [--only NAME,...]
 
   --json FILE   also write the results as one flat JSON object of numbers
   --quick       short phases (the whole run in about a minute), for CI smoke tests
-  --only NAMES  run only these phases: idle, client, channel, relay, postgres, jetstream, e2e
+  --only NAMES  run only these phases: idle, client, channel, relay, postgres, jetstream, e2e,
+                probe
 
 Environment: BACKCHANNEL_BENCH_POSTGRES (PostgreSQL URL, default
 postgres://postgres@127.0.0.1:5432/test), BACKCHANNEL_BENCH_NATS (default 127.0.0.1:4222),
 BACKCHANNEL_BENCH_RELAY_CONNS=P,C (producer and consumer connections, to tune the load).
 ";
 
-const PHASES: [&str; 7] = ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e"];
+const PHASES: [&str; 8] = ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e", "probe"];
 
 struct Args {
     json: Option<PathBuf>,
@@ -129,6 +132,7 @@ async fn run_phase(phase: &str, report: &mut Report, timing: Timing) -> Result<(
         "postgres" => relay_load::run_postgres(report, timing).await,
         "jetstream" => jetstream::run_throughput(report, timing).await,
         "e2e" => e2e::run(report, timing).await,
+        "probe" => probe::run(report, timing).await,
         other => bail!("no phase {other}"),
     }
 }

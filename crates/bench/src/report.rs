@@ -27,7 +27,7 @@ const fn vs(label: &'static str, ours: &'static str, baseline: &'static str, rat
     Line { label, ours, baseline: Some(baseline), ratio: Some(ratio), target: None }
 }
 
-const LINES: [Line; 14] = [
+const LINES: [Line; 21] = [
     Line {
         target: Some(Target::AtLeast(20_000.0)),
         ..vs("relay, SQLite (blocks/s)", "relay_blocks_per_s", "jetstream_msgs_per_s", "ratio_vs_jetstream")
@@ -80,6 +80,21 @@ const LINES: [Line; 14] = [
     line("idle queue, relay disk (bytes)", "relay_disk_bytes_per_idle_queue"),
     line("idle queue, process RSS (bytes)", "relay_rss_bytes_per_idle_queue"),
     line("e2e notes lost or late", "e2e_notes_missing"),
+    Line { target: Some(Target::Below(50.0)), ..line("probe, single value e2e (ms)", "probe_single_ms") },
+    line("probe, single value + terms (ms)", "probe_single_with_terms_ms"),
+    Line {
+        target: Some(Target::Below(16_384.0)),
+        ..line("probe, single value (relay bytes)", "probe_single_bytes")
+    },
+    line("probe, single value (PSI bytes)", "probe_single_psi_bytes"),
+    vs("PSI 10k x 10k (s)", "psi_10k_s", "openmined_psi_10k_s", "ratio_psi_10k_vs_openmined"),
+    vs(
+        "PSI 10k x 10k (bytes per item)",
+        "psi_10k_bytes_per_item",
+        "openmined_psi_10k_bytes_per_item",
+        "ratio_psi_10k_bytes_vs_openmined",
+    ),
+    vs("PSI 100k x 100k (s)", "psi_100k_s", "openmined_psi_100k_s", "ratio_psi_100k_vs_openmined"),
 ];
 
 /// Everything one run measured, in the order it was measured, plus notices.
@@ -133,7 +148,8 @@ impl Report {
             println!("{:<34} {:>12} {:>12} {:>8}  {target}", l.label, show(ours), show(base), ratio);
         }
         println!(
-            "(baselines: NATS JetStream for the relay and latency lines, raw vodozemac Olm for client CPU)"
+            "(baselines: NATS JetStream for the relay and latency lines, raw vodozemac Olm for client CPU, \
+             OpenMined PSI for PSI)"
         );
         for n in &self.notes {
             println!("- {n}");

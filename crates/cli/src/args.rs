@@ -136,6 +136,9 @@ pub enum Command {
     /// Proposals and agreements: status, export, verification.
     #[command(subcommand)]
     Agreement(AgreementCmd),
+    /// Private red-line probes: learn whether two sides' positions overlap, and nothing more.
+    #[command(subcommand)]
+    Probe(ProbeCmd),
     /// Run a whole negotiation on this machine: a relay, two sides and an intermediary.
     Demo,
 }
@@ -219,6 +222,71 @@ pub enum AgreementCmd {
         /// Also check each seal against your contacts' (needs your store and passphrase).
         #[arg(long)]
         contacts: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProbeCmd {
+    /// Put a probe's terms to another member of a channel; they accept or decline.
+    #[command(after_help = "Single value (is there a zone of agreement?):\n  \
+        backchannel probe propose talks --with Bao --issue \"months until withdrawal\" --max 120 --gives me --takes them\n\
+        Packages (which combinations are acceptable to both?):\n  \
+        backchannel probe propose talks --with Bao --issue \"monitor=UN,OSCE,joint\" --issue \"months=12,18,24\" --cap 3\n\n\
+        Then each side enters its private input with `backchannel probe input`.")]
+    Propose {
+        channel: String,
+        /// The member to probe with (NAME or NAME@SIDE); they must be of another side.
+        #[arg(long, value_name = "MEMBER")]
+        with: String,
+        /// Single value: the issue's name. Packages: `NAME=OPTION,OPTION,...`, once per issue.
+        #[arg(long, required = true, value_name = "ISSUE")]
+        issue: Vec<String>,
+        /// Single value: the agreed range is 0..=MAX (at most 4294967296).
+        #[arg(long, conflicts_with = "cap", required_unless_present = "cap")]
+        max: Option<u64>,
+        /// Single value: the side whose number is the most it can give (me, them or a side).
+        #[arg(long, required_unless_present = "cap", conflicts_with = "cap", value_name = "SIDE")]
+        gives: Option<String>,
+        /// Single value: the side whose number is the least it can take (me, them or a side).
+        #[arg(long, required_unless_present = "cap", conflicts_with = "cap", value_name = "SIDE")]
+        takes: Option<String>,
+        /// Packages: how many packages each side may list (fewer than the option space holds).
+        #[arg(long, value_name = "N")]
+        cap: Option<u32>,
+        /// Who asks: starts the probe, learns the result first and discloses it (me, them, either).
+        #[arg(long, default_value = "me", value_name = "WHO")]
+        asker: String,
+        /// The channel's probe budget, PER_ISSUE/PER_PHASE (default 3/10); the first accepted
+        /// probe fixes it for the channel.
+        #[arg(long, value_name = "N/M")]
+        budget: Option<String>,
+    },
+    /// Accept a probe's terms (ID: 4 or more hex digits, as `probe log` shows).
+    Accept { channel: String, id: String },
+    /// Decline a probe (or withdraw yours) before it runs.
+    Decline { channel: String, id: String },
+    /// Enter your private input: kept in your encrypted store, never sent, never shown.
+    Input {
+        channel: String,
+        id: String,
+        /// Single value: your number (`-` reads it from standard input, out of shell history).
+        #[arg(required_unless_present = "package", conflicts_with = "package")]
+        value: Option<String>,
+        /// Packages: each as its options in the issues' order, `OPT,OPT;OPT,OPT` (or repeat).
+        #[arg(long, value_name = "PACKAGES")]
+        package: Vec<String>,
+    },
+    /// The channel's probe policy, budget and open probes.
+    Status {
+        channel: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every probe you took part in, and its result (the other side's log shows the same).
+    Log {
+        channel: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

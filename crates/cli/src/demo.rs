@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use backchannel_client::{Party, Passphrase};
+use backchannel_client::{Asker, Party, Passphrase, ProbeRequest, ProbeSpec};
 use backchannel_proto::channel::{Mode, Phase, Role};
 use backchannel_proto::identity::Card;
 use backchannel_relay::{RelayOptions, RunningRelay};
@@ -87,6 +87,7 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
 
     shuttle(&mut cast).await?;
     direct(&mut cast).await?;
+    probe(&mut cast).await?;
     drafting(&mut cast).await?;
     ratification(&mut cast, dir).await?;
 
@@ -170,6 +171,42 @@ async fn direct(cast: &mut Cast) -> Result<()> {
     say("   they compare them by phone: they match; both mark each other verified")?;
     cast.alice.channel_note("framework", DIRECT_NOTE, &[])?;
     cast.settle().await
+}
+
+/// Before anything is drafted, the sides learn whether their red lines on the timetable
+/// overlap: a private probe tells both that, and nothing more (not even Omar takes part).
+async fn probe(cast: &mut Cast) -> Result<()> {
+    say(
+        "\n== Before Omar drafts, the sides probe privately: is there a zone of agreement on the timetable?",
+    )?;
+    let spec = ProbeSpec::Single {
+        issue: "months until withdrawal completes".into(),
+        max: 120,
+        gives: "them".into(),
+        takes: "me".into(),
+    };
+    let req = ProbeRequest { with: "Bao".into(), spec, asker: Asker::Me, budget: None };
+    let view = cast.alice.probe_propose("framework", &req)?;
+    let id = view.id[..8].to_owned();
+    say(format!("   Alice proposes probe {id}: {}", view.terms))?;
+    cast.alice.probe_input_value("framework", &id, 12)?;
+    cast.settle().await?;
+    cast.bao.probe_accept("framework", &id)?;
+    cast.bao.probe_input_value("framework", &id, 18)?;
+    say(
+        "   each enters a red line on this machine only (Alice needs at least 12 months, Bao can give at most 18);",
+    )?;
+    say("   the numbers never leave their stores: three messages of blinded points go through the relay")?;
+    cast.settle().await?;
+    for (who, party) in [("Alice", &mut cast.alice), ("Bao", &mut cast.bao)] {
+        let log = party.probes("framework")?;
+        let p = log.probes.iter().find(|p| p.id.starts_with(&id)).context("the probe is missing")?;
+        say(format!("   {who}'s probe log: {id} {}: {} ({} bytes)", p.status, p.detail, p.bytes))?;
+        if !p.result.as_deref().is_some_and(|r| r.starts_with("zone non-empty")) {
+            bail!("{who} did not learn that the zone of agreement is non-empty");
+        }
+    }
+    Ok(())
 }
 
 async fn drafting(cast: &mut Cast) -> Result<()> {

@@ -45,7 +45,7 @@ fn wrong_passphrase_and_unknown_names_are_clear() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
     assert!(alice.fails(&["send", "Zhou", "hello"]).contains("no contact named"));
-    assert!(alice.fails(&["read", "Zhou"]).contains("no contact named"));
+    assert!(alice.fails(&["read", "Zhou"]).contains("no contact or channel named"));
     assert!(alice.fails(&["init", "--name", "Again", "--side", "A"]).contains("already exists"));
     let nobody = Party { home: tmp.path().join("nobody"), passphrase: "x".into() };
     assert!(nobody.fails(&["whoami"]).contains("backchannel init"));

@@ -36,6 +36,16 @@ pub(crate) struct ChannelRecord {
     pub papers: Vec<crate::documents::PaperVersion>,
     #[serde(default)]
     pub proposals: Vec<crate::documents::ProposalRecord>,
+    /// Members removed so far: their late messages are refused, not held.
+    #[serde(default)]
+    pub former: Vec<MemberKey>,
+    /// Ratifications that arrived before their proposal (they come over other sessions, maybe
+    /// other relays); checked and counted when the proposal arrives.
+    #[serde(default)]
+    pub early_seals: Vec<crate::documents::EarlySeal>,
+    /// Private red-line probes with other members: budget, log, and our secrets until used.
+    #[serde(default)]
+    pub probes: crate::probes::ChannelProbes,
 }
 
 impl ChannelRecord {
@@ -47,6 +57,9 @@ impl ChannelRecord {
             removed: false,
             papers: Vec::new(),
             proposals: Vec::new(),
+            early_seals: Vec::new(),
+            former: Vec::new(),
+            probes: Default::default(),
         }
     }
 }
@@ -133,19 +146,37 @@ pub(crate) fn index_contact(tx: &Tx<'_>, id: &str, card: &Card) -> Result<()> {
     tx.put(KEYINDEX, &hex_encode(&card.identity_key), &id.to_owned())
 }
 
-/// Finds one of our channels by name (case-insensitive).
+/// The name a channel's creator goes by (as its state lists it).
+fn creator_name(rec: &ChannelRecord) -> &str {
+    rec.state.member(&rec.state.creator).map_or("", |m| m.card.name.as_str())
+}
+
+/// Finds one of our channels by name (case-insensitive), or by `NAME@CREATOR` when several
+/// creators gave their channels the same name.
 pub(crate) fn find_channel(tx: &Tx<'_>, name: &str) -> Result<(String, ChannelRecord)> {
-    let mut hits: Vec<(String, ChannelRecord)> = tx
-        .all::<ChannelRecord>(CHANNEL)?
-        .into_iter()
-        .filter(|(_, c)| c.state.name.eq_ignore_ascii_case(name))
-        .collect();
-    match hits.len() {
-        0 => Err(ClientError::UnknownChannel(name.to_owned())),
-        1 => Ok(hits.remove(0)),
-        _ => Err(ClientError::Refused(format!(
-            "you are in more than one channel called {name:?}; ask their creators to rename one"
-        ))),
+    let mut all = tx.all::<ChannelRecord>(CHANNEL)?;
+    let named = |c: &ChannelRecord, n: &str| c.state.name.eq_ignore_ascii_case(n);
+    let mut hits: Vec<usize> = (0..all.len()).filter(|&i| named(&all[i].1, name)).collect();
+    if hits.is_empty()
+        && let Some((channel, creator)) = name.rsplit_once('@')
+    {
+        hits = (0..all.len())
+            .filter(|&i| named(&all[i].1, channel) && creator_name(&all[i].1).eq_ignore_ascii_case(creator))
+            .collect();
+    }
+    match hits.as_slice() {
+        [] => Err(ClientError::UnknownChannel(name.to_owned())),
+        [one] => Ok(all.swap_remove(*one)),
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .map(|&i| format!("{}@{}", all[i].1.state.name, creator_name(&all[i].1)))
+                .collect();
+            Err(ClientError::Refused(format!(
+                "you are in more than one channel called {name:?}; name one as CHANNEL@CREATOR: {}",
+                names.join(", ")
+            )))
+        }
     }
 }
 
@@ -210,16 +241,32 @@ fn fan_out(tx: &Tx<'_>, rec: &mut ChannelRecord, to: &[Member], kind: Kind, body
     Ok(out)
 }
 
-/// Seals a channel-wide item (state, consent, draft, proposal, ratification) for every
-/// member but `sender`, whatever the mode.
+/// Seals a channel-wide item (state, consent, draft, proposal, ratification) for the members
+/// it reaches from `sender` (everyone else; in a shuttle, a side reaches the hub).
 pub(crate) fn broadcast(
     tx: &Tx<'_>,
     rec: &mut ChannelRecord,
     sender: &MemberKey,
     body: &ChannelBody,
 ) -> Result<Fanout> {
-    let everyone: Vec<Member> = rec.state.everyone_but(sender).into_iter().cloned().collect();
-    fan_out(tx, rec, &everyone, Kind::Channel, &body.encode())
+    let to: Vec<Member> = rec.state.item_recipients(sender).into_iter().cloned().collect();
+    fan_out(tx, rec, &to, Kind::Channel, &body.encode())
+}
+
+/// Seals a channel item for the given members.
+pub(crate) fn fan_out_to(
+    tx: &Tx<'_>,
+    rec: &mut ChannelRecord,
+    to: &[Member],
+    body: &ChannelBody,
+) -> Result<Fanout> {
+    fan_out(tx, rec, to, Kind::Channel, &body.encode())
+}
+
+/// Seals the creator's current state for every other member.
+fn publish_state(tx: &Tx<'_>, rec: &mut ChannelRecord, me: &MemberKey) -> Result<Fanout> {
+    let everyone: Vec<Member> = rec.state.everyone_but(me).into_iter().cloned().collect();
+    fan_out(tx, rec, &everyone, Kind::Channel, &ChannelBody::State { state: rec.state.clone() }.encode())
 }
 
 /// Sends what waited for `key` in every channel, now that a session with it exists.
@@ -267,7 +314,7 @@ impl Party {
         retention_secs: Option<u64>,
     ) -> Result<ChannelView> {
         self.store.tx(|tx| {
-            if find_channel(tx, name).is_ok() {
+            if !matches!(find_channel(tx, name), Err(ClientError::UnknownChannel(_))) {
                 return Err(ClientError::Refused(format!("you already have a channel called {name:?}")));
             }
             let mut state = ChannelState::new(name, mode, load_card(tx)?, role)?;
@@ -315,6 +362,7 @@ impl Party {
             let (what, removed) = change(tx, &mut rec.state)?;
             if let Some(gone) = &removed {
                 rec.waiting.retain(|w| w.to != gone.card.identity_key);
+                rec.former.push(gone.card.identity_key);
             }
             let body = ChannelBody::State { state: rec.state.clone() }.encode();
             let mut to: Vec<Member> = rec.state.everyone_but(&me).into_iter().cloned().collect();
@@ -354,12 +402,7 @@ impl Party {
             if rec.removed {
                 return Err(ClientError::Refused(format!("you were removed from {name}; nothing was sent")));
             }
-            let keys = to
-                .iter()
-                .map(|q| Ok(find_member(&rec.state, q)?.card.identity_key))
-                .collect::<Result<Vec<_>>>()?;
-            let members: Vec<Member> =
-                rec.state.note_recipients(&me.identity_key, &keys)?.into_iter().cloned().collect();
+            let members = note_recipients(&rec.state, &me.identity_key, to)?;
             let out = fan_out(tx, &mut rec, &members, Kind::Note, text.as_bytes())?;
             let now = now_ms();
             let note = Entry::Note {
@@ -404,12 +447,7 @@ impl Party {
             };
             let text = rephrased.unwrap_or(text).to_owned();
             crate::outbox::check_note(&text)?;
-            let keys = to
-                .iter()
-                .map(|q| Ok(find_member(&rec.state, q)?.card.identity_key))
-                .collect::<Result<Vec<_>>>()?;
-            let members: Vec<Member> =
-                rec.state.note_recipients(&me.identity_key, &keys)?.into_iter().cloned().collect();
+            let members = note_recipients(&rec.state, &me.identity_key, to)?;
             let body = ChannelBody::Relayed { origin: from.clone(), text, rephrased: rephrased.is_some() };
             let out = fan_out(tx, &mut rec, &members, Kind::Channel, &body.encode())?;
             let names: Vec<&str> = members.iter().map(|m| m.card.name.as_str()).collect();
@@ -437,11 +475,17 @@ impl Party {
             rec.vote.consent(&rec.state, &me, phase)?;
             broadcast(tx, &mut rec, &me, &ChannelBody::PhaseConsent { phase })?;
             event(tx, &rec.state, format!("you consent to moving to {}", phase.name()))?;
-            advance_phase(tx, &mut rec, &me)?;
+            creator_tally(tx, &mut rec, &me)?;
             tx.put(CHANNEL, &id, &rec)?;
             view_channel(tx, &rec)
         })
     }
+}
+
+/// Who receives a note from `me`, with `to` naming members (NAME or NAME@SIDE) in a shuttle.
+fn note_recipients(state: &ChannelState, me: &MemberKey, to: &[String]) -> Result<Vec<Member>> {
+    let keys = to.iter().map(|q| Ok(find_member(state, q)?.card.identity_key)).collect::<Result<Vec<_>>>()?;
+    Ok(state.note_recipients(me, &keys)?.into_iter().cloned().collect())
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -452,15 +496,22 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// The creator moves the phase once every side consented, and tells everyone.
-fn advance_phase(tx: &Tx<'_>, rec: &mut ChannelRecord, me: &MemberKey) -> Result<Option<Event>> {
-    let Some(phase) = rec.vote.agreed(&rec.state).filter(|_| &rec.state.creator == me) else {
+/// The creator publishes the tally: the new phase once every side consented, else the vote
+/// so far (members that cannot hear each other, in a shuttle, learn of the proposal from it).
+fn creator_tally(tx: &Tx<'_>, rec: &mut ChannelRecord, me: &MemberKey) -> Result<Option<Event>> {
+    if &rec.state.creator != me {
+        return Ok(None);
+    }
+    rec.state.version += 1;
+    let Some(phase) = rec.vote.agreed(&rec.state) else {
+        rec.state.vote = rec.vote.clone();
+        publish_state(tx, rec, me)?;
         return Ok(None);
     };
     rec.state.phase = phase;
-    rec.state.version += 1;
     rec.vote = PhaseVote::default();
-    broadcast(tx, rec, me, &ChannelBody::State { state: rec.state.clone() })?;
+    rec.state.vote = PhaseVote::default();
+    publish_state(tx, rec, me)?;
     Ok(Some(event(tx, &rec.state, format!("every side consented: the phase is now {}", phase.name()))?))
 }
 
@@ -506,27 +557,112 @@ pub(crate) fn receive(tx: &Tx<'_>, cid: &str, sender: &Card, msg: Message) -> Re
             Err(e) => return Ok(vec![crate::receive::reject(tx, cid, &format!("{e}; not shown"))?]),
         },
     };
-    let Some((id, mut rec)) =
-        tx.get::<ChannelRecord>(CHANNEL, &record_id(&msg.channel))?.map(|r| (record_id(&msg.channel), r))
-    else {
+    let is_state = matches!(body, Some(ChannelBody::State { .. }));
+    let Some(mut rec) = tx.get::<ChannelRecord>(CHANNEL, &record_id(&msg.channel))? else {
+        // Other members' messages can overtake the creator's state that adds us.
+        if !is_state && hold(tx, None, cid, sender, &msg)? {
+            return Ok(Vec::new());
+        }
         return first_contact(tx, cid, sender, body);
     };
-    let events = match on_message(tx, &mut rec, sender, &msg, body) {
-        Ok(events) => events,
+    let stranger =
+        rec.state.member(&sender.identity_key).is_none() && !rec.former.contains(&sender.identity_key);
+    // A new member's first words can overtake the state that admits it: held until a newer
+    // state explains them (or refused then).
+    if stranger && !is_state && hold(tx, Some(&rec), cid, sender, &msg)? {
+        return Ok(Vec::new());
+    }
+    let events = checked(tx, &mut rec, sender, &msg, body)?;
+    tx.put(CHANNEL, &record_id(&rec.state.id), &rec)?;
+    Ok(events)
+}
+
+/// Runs a message through the channel's rules; a refusal is shown, not an error.
+fn checked(
+    tx: &Tx<'_>,
+    rec: &mut ChannelRecord,
+    sender: &Card,
+    msg: &Message,
+    body: Option<ChannelBody>,
+) -> Result<Vec<Event>> {
+    match on_message(tx, rec, sender, msg, body) {
+        Ok(events) => Ok(events),
         Err(ClientError::Refused(why)) => {
             let detail = format!("{why}; a message from {} was refused", sender.name);
             tx.append_timeline(
                 &timeline_key(&rec.state.id),
                 &Entry::Rejected { from: sender.name.clone(), detail: detail.clone(), at: now_ms() },
             )?;
-            vec![Event::Rejected {
+            Ok(vec![Event::Rejected {
                 from: sender.name.clone(),
                 detail: format!("[{}] {detail}", rec.state.name),
-            }]
+            }])
         }
-        Err(e) => return Err(e),
-    };
-    tx.put(CHANNEL, &id, &rec)?;
+        Err(e) => Err(e),
+    }
+}
+
+/// A message from someone the channel does not (yet) list, kept until the next state.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Held {
+    contact: String,
+    sender: Card,
+    kind: u8,
+    seq: u64,
+    sent_at: u64,
+    #[serde(with = "crate::model::bytes_b64")]
+    body: Vec<u8>,
+}
+
+pub(crate) const HELD: &str = "held";
+/// Messages kept per channel while waiting for a state that explains them.
+const MAX_HELD: usize = 64;
+/// Channels we are not (yet) in for which messages may be kept.
+const MAX_HELD_CHANNELS: usize = 16;
+
+/// Keeps a message until the next state; false when the limits are reached (then it is
+/// refused at once, so a stranger cannot fill the store).
+fn hold(tx: &Tx<'_>, rec: Option<&ChannelRecord>, cid: &str, sender: &Card, msg: &Message) -> Result<bool> {
+    let id = record_id(&msg.channel);
+    let mut held: Vec<Held> = tx.get(HELD, &id)?.unwrap_or_default();
+    if held.len() >= MAX_HELD
+        || (rec.is_none() && held.is_empty() && tx.all::<Vec<Held>>(HELD)?.len() >= MAX_HELD_CHANNELS)
+    {
+        return Ok(false);
+    }
+    held.push(Held {
+        contact: cid.to_owned(),
+        sender: sender.clone(),
+        kind: kind_byte(msg.kind),
+        seq: msg.sender_seq,
+        sent_at: msg.sent_at,
+        body: msg.body.clone(),
+    });
+    tx.put(HELD, &id, &held)?;
+    Ok(true)
+}
+
+/// After a new state: every held message is taken in now, or refused.
+fn replay_held(tx: &Tx<'_>, rec: &mut ChannelRecord) -> Result<Vec<Event>> {
+    let id = record_id(&rec.state.id);
+    let Some(held) = tx.get::<Vec<Held>>(HELD, &id)? else { return Ok(Vec::new()) };
+    tx.delete(HELD, &id)?;
+    let mut events = Vec::new();
+    for h in held {
+        let kind = if h.kind == 3 { Kind::Channel } else { Kind::Note };
+        let msg = Message::new(rec.state.id, h.seq, h.sent_at, kind, h.body);
+        let body = match kind {
+            Kind::Note => None,
+            _ => match ChannelBody::decode(&msg.body) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    events.push(crate::receive::reject(tx, &h.contact, &format!("{e}; not shown"))?);
+                    continue;
+                }
+            },
+        };
+        events.extend(checked(tx, rec, &h.sender, &msg, body)?);
+    }
     Ok(events)
 }
 
@@ -541,11 +677,13 @@ fn first_contact(tx: &Tx<'_>, cid: &str, sender: &Card, body: Option<ChannelBody
         let why = "an invitation to a channel not from its creator, or not naming you, was refused";
         return Ok(vec![crate::receive::reject(tx, cid, why)?]);
     }
-    let rec = ChannelRecord::new(state);
+    let mut rec = ChannelRecord::new(state);
+    merge_vote(&mut rec.vote, &rec.state.vote.clone());
     let names: Vec<String> = rec.state.members.iter().map(|m| m.card.name.clone()).collect();
     let mut events =
         vec![event(tx, &rec.state, format!("{} added you; members: {}", sender.name, names.join(", ")))?];
     events.extend(schedule_introductions(tx, &rec.state, &me)?);
+    events.extend(replay_held(tx, &mut rec)?);
     tx.put(CHANNEL, &record_id(&rec.state.id), &rec)?;
     Ok(events)
 }
@@ -608,9 +746,16 @@ fn on_message(
                 &rec.state,
                 format!("{} ({}) consents to moving to {}", sender.name, sender.side, phase.name()),
             )?];
-            events.extend(advance_phase(tx, rec, &me)?);
+            events.extend(creator_tally(tx, rec, &me)?);
             Ok(events)
         }
+        probe @ (ChannelBody::ProbePropose { .. }
+        | ChannelBody::ProbeAccept { .. }
+        | ChannelBody::ProbeDecline { .. }
+        | ChannelBody::ProbeQuery { .. }
+        | ChannelBody::ProbeReply { .. }
+        | ChannelBody::ProbeDisclosure { .. }
+        | ChannelBody::ProbeAbort { .. }) => crate::probes::receive(tx, rec, sender, probe),
         other => crate::documents::receive(tx, rec, sender, other),
     }
 }
@@ -629,16 +774,8 @@ fn channel_note(
     relay: Option<Relay>,
 ) -> Result<Event> {
     let text = String::from_utf8_lossy(&msg.body).into_owned();
-    let entry = Entry::Note {
-        from: from.to_owned(),
-        outgoing: false,
-        text: text.clone(),
-        sent_at: msg.sent_at,
-        at: now_ms(),
-        seq: msg.sender_seq,
-        relayed_by: relay.as_ref().map(|r| r.hub.clone()),
-        rephrased: relay.as_ref().is_some_and(|r| r.rephrased),
-    };
+    let entry =
+        Entry::received(from, msg, text.clone(), relay.as_ref().map(|r| (r.hub.clone(), r.rephrased)));
     tx.append_timeline(&timeline_key(&state.id), &entry)?;
     let relayed_by = relay.map(|r| if r.rephrased { format!("{}, rephrased", r.hub) } else { r.hub });
     Ok(Event::Note {
@@ -665,6 +802,7 @@ fn on_state(
     if rec.state.member(me).is_none() {
         rec.removed = true;
         rec.waiting.clear();
+        tx.delete(HELD, &record_id(&rec.state.id))?;
         return Ok(vec![event(
             tx,
             &rec.state,
@@ -681,6 +819,7 @@ fn on_state(
     }
     for m in before.members.iter().filter(|m| rec.state.member(&m.card.identity_key).is_none()) {
         events.push(event(tx, &rec.state, format!("{} ({}) was removed", m.card.name, m.card.side))?);
+        rec.former.push(m.card.identity_key);
     }
     let state = &rec.state;
     rec.waiting.retain(|w| state.member(&w.to).is_some());
@@ -688,8 +827,27 @@ fn on_state(
         rec.vote = PhaseVote::default();
         events.push(event(tx, &rec.state, format!("the phase is now {}", rec.state.phase.name()))?);
     }
+    merge_vote(&mut rec.vote, &rec.state.vote.clone());
     events.extend(schedule_introductions(tx, &rec.state, me)?);
+    events.extend(replay_held(tx, rec)?);
     Ok(events)
+}
+
+/// Adds the creator's tally to what we heard ourselves (in a direct channel we also hear
+/// each consent; in a shuttle only the tally).
+fn merge_vote(ours: &mut PhaseVote, tally: &PhaseVote) {
+    if tally.to.is_none() {
+        return;
+    }
+    if ours.to != tally.to {
+        *ours = tally.clone();
+        return;
+    }
+    for side in &tally.consents {
+        if !ours.consents.contains(side) {
+            ours.consents.push(side.clone());
+        }
+    }
 }
 
 fn on_introduce(

@@ -3,7 +3,7 @@
 //! texts (up to several MiB) in records of their own, so listing does not open them.
 
 use backchannel_proto::agreement::{self, Agreement, Signatory};
-use backchannel_proto::channel::{ChannelBody, Mode, Phase};
+use backchannel_proto::channel::{ChannelBody, MAX_MEMBERS, Mode, Phase};
 use backchannel_proto::identity::Card;
 use backchannel_wire::hex_encode;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ pub const MAX_DOCUMENT: usize = 3 * 1024 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PaperVersion {
     pub title: String,
+    /// As listed: the place among the title's versions. As stored: the drafter's number.
     pub version: u32,
     pub bytes: usize,
     pub sha256: String,
@@ -57,6 +58,16 @@ pub(crate) struct Seal {
     pub signature: String,
 }
 
+/// A seal over a proposal we did not have yet when it arrived.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct EarlySeal {
+    pub proposal: [u8; 32],
+    pub seal: Seal,
+}
+
+/// Most seals one channel keeps waiting for their proposals (a member could send any number).
+const MAX_EARLY_SEALS: usize = 4 * MAX_MEMBERS;
+
 impl Seal {
     fn signatory(&self) -> Signatory {
         Signatory {
@@ -85,14 +96,27 @@ fn text_id(channel: &str, kind: &str, key: &str) -> String {
     format!("{channel}/{kind}/{key}")
 }
 
-fn paper_key(title: &str, version: u32) -> String {
-    format!("{}/{version}", hex_encode(&agreement::text_hash(title.as_bytes())))
-}
-
 fn check_document(text: &str) -> Result<()> {
     if text.is_empty() || text.len() > MAX_DOCUMENT {
         let why = format!("a document has 1 to {MAX_DOCUMENT} bytes (this one has {})", text.len());
         return Err(ClientError::InvalidInput { what: "document", why });
+    }
+    Ok(())
+}
+
+/// Checks a text's message before anything is stored: its bounds, and its size once encoded
+/// (JSON escapes control characters and quotes, so a text near the limit can outgrow it).
+fn check_body(body: &ChannelBody, what: &'static str) -> Result<()> {
+    body.check().map_err(|why| ClientError::InvalidInput { what, why: why.0 })?;
+    let encoded = body.encode().len();
+    // A message also carries its header and the frame's padding: keep a margin.
+    let limit = backchannel_proto::message::MAX_BODY - 4096;
+    if encoded > limit {
+        let why = format!(
+            "it takes {encoded} bytes once encoded (quotes and control characters take more room), \
+             more than the {limit} one message carries; split it"
+        );
+        return Err(ClientError::InvalidInput { what, why });
     }
     Ok(())
 }
@@ -115,32 +139,42 @@ fn channel_event(tx: &Tx<'_>, rec: &ChannelRecord, text: String) -> Result<Event
     Ok(Event::Channel { channel: rec.state.name.clone(), text })
 }
 
-/// Stores a version; if another text already holds that number (two drafts crossed), it
-/// takes the next free one. Returns the number used, or `None` for a repeat.
+/// A title's versions in the order every member agrees on: by the number the drafter gave,
+/// then by text hash, so drafts that crossed get the same numbers everywhere once all have
+/// arrived. Returned renumbered 1, 2, 3…
+fn versions(rec: &ChannelRecord, title: &str) -> Vec<PaperVersion> {
+    let mut all: Vec<PaperVersion> = rec.papers.iter().filter(|p| p.title == title).cloned().collect();
+    all.sort_by(|a, b| (a.version, &a.sha256).cmp(&(b.version, &b.sha256)));
+    for (i, p) in all.iter_mut().enumerate() {
+        p.version = i as u32 + 1;
+    }
+    all
+}
+
+/// Stores a version the drafter numbered `claimed`; returns its place among the title's
+/// versions, or `None` for a repeat.
 fn store_paper(
     tx: &Tx<'_>,
     rec: &mut ChannelRecord,
     title: &str,
-    version: u32,
+    claimed: u32,
     text: &str,
 ) -> Result<Option<u32>> {
     let sha = hex_encode(&agreement::text_hash(text.as_bytes()));
-    let same_title = || rec.papers.iter().filter(|p| p.title == title);
-    if same_title().any(|p| p.sha256 == sha) {
+    if rec.papers.iter().any(|p| p.title == title && p.sha256 == sha) {
         return Ok(None);
     }
-    let taken = same_title().any(|p| p.version == version);
-    let version = if taken { same_title().map(|p| p.version).max().unwrap_or(0) + 1 } else { version };
     let channel = hex_encode(&rec.state.id.0);
-    tx.put(TEXT, &text_id(&channel, "paper", &paper_key(title, version)), &text.to_owned())?;
+    tx.put(TEXT, &text_id(&channel, "paper", &sha), &text.to_owned())?;
+    let at = now_ms();
     rec.papers.push(PaperVersion {
         title: title.to_owned(),
-        version,
+        version: claimed,
         bytes: text.len(),
-        sha256: sha,
-        at: now_ms(),
+        sha256: sha.clone(),
+        at,
     });
-    Ok(Some(version))
+    Ok(versions(rec, title).iter().find(|p| p.sha256 == sha).map(|p| p.version))
 }
 
 impl Party {
@@ -155,7 +189,7 @@ impl Party {
                 rec.papers.iter().filter(|p| p.title == title).map(|p| p.version).max().unwrap_or(0) + 1;
             let body =
                 ChannelBody::NonPaper { title: title.to_owned(), version: next, text: text.to_owned() };
-            body.check().map_err(|why| ClientError::InvalidInput { what: "non-paper", why: why.0 })?;
+            check_body(&body, "non-paper")?;
             let Some(version) = store_paper(tx, &mut rec, title, next, text)? else {
                 return Err(ClientError::Refused(format!("this text is already a version of {title:?}")));
             };
@@ -166,27 +200,37 @@ impl Party {
         })
     }
 
+    /// Every non-paper's versions, numbered as every member numbers them.
     pub fn nonpapers(&mut self, channel: &str) -> Result<Vec<PaperVersion>> {
-        self.store.tx(|tx| Ok(find_channel(tx, channel)?.1.papers))
+        self.store.tx(|tx| {
+            let rec = find_channel(tx, channel)?.1;
+            let mut titles: Vec<&str> = Vec::new();
+            for p in &rec.papers {
+                if !titles.contains(&p.title.as_str()) {
+                    titles.push(&p.title);
+                }
+            }
+            Ok(titles.iter().flat_map(|t| versions(&rec, t)).collect())
+        })
     }
 
     /// A version's text (the latest without `version`).
     pub fn nonpaper(&mut self, channel: &str, title: &str, version: Option<u32>) -> Result<(u32, String)> {
         self.store.tx(|tx| {
             let (id, rec) = find_channel(tx, channel)?;
-            let versions: Vec<u32> =
-                rec.papers.iter().filter(|p| p.title == title).map(|p| p.version).collect();
-            let Some(latest) = versions.iter().max().copied() else {
+            let all = versions(&rec, title);
+            let Some(latest) = all.last() else {
                 return Err(ClientError::Refused(format!("no non-paper titled {title:?} in {channel}")));
             };
-            let v = version.unwrap_or(latest);
-            if !versions.contains(&v) {
+            let wanted = version.unwrap_or(latest.version);
+            let Some(p) = all.iter().find(|p| p.version == wanted) else {
                 return Err(ClientError::Refused(format!(
-                    "{title:?} has versions 1 to {latest}; there is no v{v}"
+                    "{title:?} has versions 1 to {}; there is no v{wanted}",
+                    latest.version
                 )));
-            }
-            let text: Option<String> = tx.get(TEXT, &text_id(&id, "paper", &paper_key(title, v)))?;
-            text.map(|t| (v, t)).ok_or_else(|| ClientError::Store {
+            };
+            let text: Option<String> = tx.get(TEXT, &text_id(&id, "paper", &p.sha256))?;
+            text.map(|t| (wanted, t)).ok_or_else(|| ClientError::Store {
                 path: String::new(),
                 why: "non-paper text missing".into(),
             })
@@ -220,9 +264,10 @@ impl Party {
                 )));
             }
             let body = ChannelBody::Proposal { title: title.to_owned(), text: text.to_owned(), signatories: signatories.to_vec() };
-            body.check().map_err(|why| ClientError::InvalidInput { what: "proposal", why: why.0 })?;
+            check_body(&body, "proposal")?;
             let view = store_proposal(tx, &mut rec, title, text, signatories)?
                 .ok_or_else(|| ClientError::Refused("this text was already proposed".into()))?;
+            count_early_seals(tx, &mut rec, text)?;
             crate::channels::broadcast(tx, &mut rec, &me.identity_key, &body)?;
             channel_event(tx, &rec, format!("you proposed {title:?} ({}) for ratification by {}", &view.id[..12], signatories.join(", ")))?;
             tx.put(crate::channels::CHANNEL, &id, &rec)?;
@@ -252,7 +297,8 @@ impl Party {
             }
             let text = proposal_text(tx, &id, &p.id)?;
             let signature = agreement::ratify(&identity, text.as_bytes())?;
-            let body = ChannelBody::Ratification { proposal: p.id, signature: signature.clone() };
+            let body =
+                ChannelBody::Ratification { proposal: p.id, signature: signature.clone(), signer: None };
             let title = p.title.clone();
             rec.proposals[i].seals.push(Seal {
                 name: me.name.clone(),
@@ -353,23 +399,72 @@ pub(crate) fn receive(
             may_draft(rec, sender)?;
             match store_proposal(tx, rec, &title, &text, &signatories)? {
                 None => Ok(Vec::new()),
-                Some(v) => Ok(vec![channel_event(
-                    tx,
-                    rec,
-                    format!(
-                        "{} proposed {title:?} ({}) for ratification by {}",
-                        sender.name,
-                        &v.id[..12],
-                        signatories.join(", ")
-                    ),
-                )?]),
+                Some(v) => {
+                    let mut events = vec![channel_event(
+                        tx,
+                        rec,
+                        format!(
+                            "{} proposed {title:?} ({}) for ratification by {}",
+                            sender.name,
+                            &v.id[..12],
+                            signatories.join(", ")
+                        ),
+                    )?];
+                    events.extend(count_early_seals(tx, rec, &text)?);
+                    Ok(events)
+                }
             }
         }
-        ChannelBody::Ratification { proposal, signature } => {
-            on_ratification(tx, rec, sender, proposal, signature)
+        ChannelBody::Ratification { proposal, signature, signer } => {
+            let signer = signer_of(rec, sender, signer)?;
+            let events = on_ratification(tx, rec, &signer, proposal, signature.clone())?;
+            pass_on_seal(tx, rec, sender, &signer, proposal, signature, !events.is_empty())?;
+            Ok(events)
         }
         _ => Err(ClientError::Refused("an unexpected channel message".into())),
     }
+}
+
+/// Whose seal a ratification carries: the sender's own, or, passed on by a shuttle's hub,
+/// the side it names (checked against that side's card in the channel state).
+fn signer_of(rec: &ChannelRecord, sender: &Card, signer: Option<[u8; 32]>) -> Result<Card> {
+    match signer {
+        None => Ok(sender.clone()),
+        Some(k) if k == sender.identity_key => Ok(sender.clone()),
+        Some(k) if rec.state.hub() == Some(&sender.identity_key) => rec
+            .state
+            .member(&k)
+            .map(|m| m.card.clone())
+            .ok_or_else(|| ClientError::Refused("a ratification passed on for a non-member".into())),
+        Some(_) => Err(ClientError::Refused("only a shuttle's intermediary passes on others' seals".into())),
+    }
+}
+
+/// The hub of a shuttle passes a side's new seal to the other members, who cannot hear the
+/// side; they verify it under the side's own key.
+fn pass_on_seal(
+    tx: &Tx<'_>,
+    rec: &mut ChannelRecord,
+    sender: &Card,
+    signer: &Card,
+    proposal: [u8; 32],
+    signature: String,
+    new: bool,
+) -> Result<()> {
+    let me = load_card(tx)?.identity_key;
+    if !new || rec.state.hub() != Some(&me) || sender.identity_key != signer.identity_key {
+        return Ok(());
+    }
+    let to: Vec<_> = rec
+        .state
+        .everyone_but(&me)
+        .into_iter()
+        .filter(|m| m.card.identity_key != signer.identity_key)
+        .cloned()
+        .collect();
+    let body = ChannelBody::Ratification { proposal, signature, signer: Some(signer.identity_key) };
+    crate::channels::fan_out_to(tx, rec, &to, &body)?;
+    Ok(())
 }
 
 fn on_ratification(
@@ -380,7 +475,7 @@ fn on_ratification(
     signature: String,
 ) -> Result<Vec<Event>> {
     let Some(i) = rec.proposals.iter().position(|p| p.id == proposal) else {
-        return Err(ClientError::Refused("a ratification of a proposal we do not have".into()));
+        return keep_early_seal(tx, rec, sender, proposal, signature);
     };
     let channel = hex_encode(&rec.state.id.0);
     let text = proposal_text(tx, &channel, &proposal)?;
@@ -412,6 +507,78 @@ fn on_ratification(
             rec,
             format!("{title:?} is ratified by every signatory; `backchannel agreement export` writes it out"),
         )?);
+    }
+    Ok(events)
+}
+
+/// A seal for a proposal that has not arrived yet (it travels over the proposer's session,
+/// the seal over the signatory's): kept until the proposal comes, and checked then.
+fn keep_early_seal(
+    tx: &Tx<'_>,
+    rec: &mut ChannelRecord,
+    sender: &Card,
+    proposal: [u8; 32],
+    signature: String,
+) -> Result<Vec<Event>> {
+    if rec.early_seals.iter().any(|e| e.proposal == proposal && e.seal.seal_key == sender.seal_key) {
+        return Ok(Vec::new());
+    }
+    if rec.early_seals.len() >= MAX_EARLY_SEALS {
+        return Err(ClientError::Refused("too many ratifications of proposals we do not have".into()));
+    }
+    let seal =
+        Seal { name: sender.name.clone(), side: sender.side.clone(), seal_key: sender.seal_key, signature };
+    rec.early_seals.push(EarlySeal { proposal, seal });
+    let text = format!(
+        "{} ({}) ratified a proposal that has not arrived yet ({}); it counts once the proposal arrives",
+        sender.name,
+        sender.side,
+        &hex_encode(&proposal)[..12]
+    );
+    Ok(vec![channel_event(tx, rec, text)?])
+}
+
+/// Counts the seals that arrived before the proposal whose text is `text`, each checked as
+/// [`on_ratification`] checks one that arrives after it.
+fn count_early_seals(tx: &Tx<'_>, rec: &mut ChannelRecord, text: &str) -> Result<Vec<Event>> {
+    let id = agreement::text_hash(text.as_bytes());
+    let (early, others): (Vec<EarlySeal>, Vec<EarlySeal>) =
+        rec.early_seals.drain(..).partition(|e| e.proposal == id);
+    rec.early_seals = others;
+    let Some(i) = rec.proposals.iter().position(|p| p.id == id) else { return Ok(Vec::new()) };
+    let mut events = Vec::new();
+    for EarlySeal { seal, .. } in early {
+        let p = &mut rec.proposals[i];
+        let problem = if !p.signatories.contains(&seal.side) {
+            Some(format!("{} is not a signatory of {:?}", seal.side, p.title))
+        } else if agreement::verify_signature(&seal.seal_key, text.as_bytes(), &seal.signature).is_err() {
+            Some(format!("{}'s ratification of {:?} does not verify against its text", seal.name, p.title))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            let entry = Entry::Rejected { from: seal.name.clone(), detail: detail.clone(), at: now_ms() };
+            tx.append_timeline(&timeline_key(&rec.state.id), &entry)?;
+            events
+                .push(Event::Rejected { from: seal.name, detail: format!("[{}] {detail}", rec.state.name) });
+            continue;
+        }
+        if p.seals.iter().any(|s| s.seal_key == seal.seal_key) {
+            continue;
+        }
+        let who = format!("{} ({}) ratified {:?}", seal.name, seal.side, p.title);
+        p.seals.push(seal);
+        let (title, complete) = (p.title.clone(), p.view().missing.is_empty());
+        events.push(channel_event(tx, rec, who)?);
+        if complete {
+            events.push(channel_event(
+                tx,
+                rec,
+                format!(
+                    "{title:?} is ratified by every signatory; `backchannel agreement export` writes it out"
+                ),
+            )?);
+        }
     }
     Ok(events)
 }

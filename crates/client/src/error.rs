@@ -19,6 +19,10 @@ pub enum ClientError {
     UnknownContact(String),
     #[error("{0:?} names more than one contact; use NAME@SIDE")]
     AmbiguousContact(String),
+    #[error(
+        "no contact or channel named {0:?}; `backchannel contacts` and `backchannel channel list` list them"
+    )]
+    UnknownName(String),
     #[error("no channel named {0:?}; `backchannel channel list` lists them")]
     UnknownChannel(String),
     /// A channel rule said no (not a member, wrong phase, not the creator...).

@@ -20,17 +20,22 @@ mod invite;
 mod model;
 mod outbox;
 mod party;
+mod probes;
 mod receive;
 mod store;
 mod transport;
 mod watch;
 
+pub use backchannel_redline::ProbeBudget;
 pub use channels::{ChannelView, Fanout, MemberView};
 pub use documents::{MAX_DOCUMENT, PaperVersion, ProposalView};
 pub use error::{ClientError, Result};
 pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport, format_ranges};
 pub use outbox::{FlushReport, MAX_NOTE};
 pub use party::Party;
+pub use probes::{
+    Asker, DEFAULT_BUDGET, IssueBudget, MAX_CHANNEL_CAP, ProbeRequest, ProbeSpec, ProbeView, ProbesView,
+};
 pub use store::Passphrase;
 pub use transport::{RelayClient, WsStream, connect_tls, connect_ws};
 pub use watch::WatchStatus;

@@ -2,7 +2,7 @@
 
 use backchannel_proto::delivery::SeqTracker;
 use backchannel_proto::identity::{Card, safety_number};
-use backchannel_proto::message::ChannelId;
+use backchannel_proto::message::{ChannelId, Message};
 use backchannel_proto::session::SessionPickle;
 use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,27 @@ pub enum Entry {
     Rejected { from: String, detail: String, at: u64 },
     /// The session was set up.
     Joined { from: String, at: u64 },
+}
+
+impl Entry {
+    /// A note as it arrived; `relayed_by` names the shuttle's intermediary that passed it on.
+    pub(crate) fn received(
+        from: &str,
+        msg: &Message,
+        text: String,
+        relayed_by: Option<(String, bool)>,
+    ) -> Self {
+        Entry::Note {
+            from: from.to_owned(),
+            outgoing: false,
+            text,
+            sent_at: msg.sent_at,
+            at: crate::party::now_ms(),
+            seq: msg.sender_seq,
+            rephrased: relayed_by.as_ref().is_some_and(|(_, r)| *r),
+            relayed_by: relayed_by.map(|(hub, _)| hub),
+        }
+    }
 }
 
 /// A timeline entry as shown by `read`: a gap also says whether it is still open.

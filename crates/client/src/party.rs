@@ -111,7 +111,10 @@ impl Party {
                     (timeline_key(&rec.state.id), None)
                 }
                 Err(ClientError::UnknownChannel(_)) => {
-                    let (id, _) = find_contact(tx, name)?;
+                    let (id, _) = find_contact(tx, name).map_err(|e| match e {
+                        ClientError::UnknownContact(n) => ClientError::UnknownName(n),
+                        other => other,
+                    })?;
                     (id.clone(), Some(id))
                 }
                 Err(e) => return Err(e),

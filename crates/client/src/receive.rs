@@ -298,17 +298,7 @@ fn track(tx: &Tx<'_>, id: &str, contact: &mut ContactRecord, msg: &Message) -> R
 
 fn note(tx: &Tx<'_>, id: &str, from: &str, msg: Message) -> Result<Event> {
     let text = String::from_utf8_lossy(&msg.body).into_owned();
-    let entry = Entry::Note {
-        from: from.to_owned(),
-        outgoing: false,
-        text: text.clone(),
-        sent_at: msg.sent_at,
-        at: now_ms(),
-        seq: msg.sender_seq,
-        relayed_by: None,
-        rephrased: false,
-    };
-    tx.append_timeline(id, &entry)?;
+    tx.append_timeline(id, &Entry::received(from, &msg, text.clone(), None))?;
     Ok(Event::Note { from: from.to_owned(), text, sent_at: msg.sent_at, channel: None, relayed_by: None })
 }
 

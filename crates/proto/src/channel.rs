@@ -8,6 +8,7 @@
 //! members check every message against the state they hold: a sender that is not (or no longer)
 //! a member is refused.
 
+use backchannel_redline::{ProbeBudget, ProbeTerms};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::random_array;
@@ -119,6 +120,10 @@ pub struct ChannelState {
     pub members: Vec<Member>,
     pub phase: Phase,
     pub policies: [PhasePolicy; 4],
+    /// The phase change under vote and the sides that consented, as the creator tallied it
+    /// (so members that do not hear each other, in a shuttle, still see the proposal).
+    #[serde(default)]
+    pub vote: PhaseVote,
 }
 
 /// Why a channel operation was refused: said to the user as is.
@@ -146,6 +151,7 @@ impl ChannelState {
             members: vec![Member { card: creator, role, since: 1 }],
             phase: Phase::Exploratory,
             policies: PhasePolicy::defaults(),
+            vote: PhaseVote::default(),
         })
     }
 
@@ -271,10 +277,21 @@ impl ChannelState {
         }
     }
 
-    /// Everyone but `sender`: channel-wide items (state, phase, non-papers, proposals,
-    /// ratifications) reach every member whatever the mode.
+    /// Everyone but `sender`.
     pub fn everyone_but(&self, sender: &MemberKey) -> Vec<&Member> {
         self.members.iter().filter(|m| &m.card.identity_key != sender).collect()
+    }
+
+    /// Who receives a channel-wide item (consent, draft, proposal, ratification) from
+    /// `sender`: every other member, except that a shuttle side reaches only the hub, which
+    /// tallies consents and passes ratifications on.
+    pub fn item_recipients(&self, sender: &MemberKey) -> Vec<&Member> {
+        match self.hub() {
+            Some(hub) if hub != sender => {
+                self.members.iter().filter(|m| &m.card.identity_key == hub).collect()
+            }
+            _ => self.everyone_but(sender),
+        }
     }
 
     /// Members `me` must introduce itself to: those that were there before it and are not
@@ -369,8 +386,64 @@ pub enum ChannelBody {
     NonPaper { title: String, version: u32, text: String },
     /// A text put to ratification, fixed by its hash.
     Proposal { title: String, text: String, signatories: Vec<String> },
-    /// A signatory's seal over a proposal's text (armored SSH signature).
-    Ratification { proposal: [u8; 32], signature: String },
+    /// A signatory's seal over a proposal's text (armored SSH signature). `signer` is set
+    /// when a shuttle's hub passes on a side's seal (it verifies under that side's key).
+    Ratification {
+        proposal: [u8; 32],
+        signature: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signer: Option<MemberKey>,
+    },
+    /// A private red-line probe put to one member (the only one this is sealed to): its id,
+    /// chosen by the proposer, its terms, and the probe budget the proposer asks the channel's
+    /// probes to run under (the first accepted probe fixes it for the channel).
+    ProbePropose { probe: ProbeRef, terms: ProbeTerms, budget: ProbeBudget },
+    /// The member the probe was put to accepts its terms.
+    ProbeAccept { probe: ProbeRef },
+    /// Either side declines (or withdraws) a probe that has not run yet.
+    ProbeDecline { probe: ProbeRef, reason: String },
+    /// Step 1, asker → answerer: the encoded `backchannel_redline::Query`.
+    ProbeQuery {
+        probe: ProbeRef,
+        #[serde(with = "probe_bytes")]
+        query: Vec<u8>,
+    },
+    /// Step 2, answerer → asker: the encoded `Reply`.
+    ProbeReply {
+        probe: ProbeRef,
+        #[serde(with = "probe_bytes")]
+        reply: Vec<u8>,
+    },
+    /// Step 3, asker → answerer: the encoded `Disclosure` (the result both learn).
+    ProbeDisclosure {
+        probe: ProbeRef,
+        #[serde(with = "probe_bytes")]
+        disclosure: Vec<u8>,
+    },
+    /// A side ended a running probe (a message failed its checks, the phase moved on).
+    ProbeAbort { probe: ProbeRef, reason: String },
+}
+
+/// Names one probe in a channel (16 random bytes from its proposer).
+pub type ProbeRef = [u8; 16];
+/// Longest reason a side gives for declining or aborting a probe.
+pub const MAX_PROBE_REASON: usize = 1024;
+/// The largest probe budget a channel may agree (per issue and per phase).
+pub const MAX_PROBE_BUDGET: u32 = 1000;
+
+/// Probe messages as base64 text inside the JSON body (arrays of numbers would triple them).
+mod probe_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD_NO_PAD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 impl ChannelBody {
@@ -406,6 +479,19 @@ impl ChannelBody {
             }
             ChannelBody::Introduce { invitation, .. } if invitation.len() > 16 * 1024 => {
                 refuse("oversized invitation")
+            }
+            ChannelBody::ProbePropose { terms, budget, .. } => {
+                terms.validate().or_else(|e| refuse(format!("probe terms: {e}")))?;
+                let bounded = |n: u32| (1..=MAX_PROBE_BUDGET).contains(&n);
+                match bounded(budget.per_issue) && bounded(budget.per_phase) {
+                    true => Ok(()),
+                    false => refuse(format!("a probe budget is 1 to {MAX_PROBE_BUDGET} probes")),
+                }
+            }
+            ChannelBody::ProbeDecline { reason, .. } | ChannelBody::ProbeAbort { reason, .. }
+                if reason.len() > MAX_PROBE_REASON =>
+            {
+                refuse("oversized reason")
             }
             _ => Ok(()),
         }
@@ -457,6 +543,9 @@ mod tests {
         let to_b = s.note_recipients(&hub.identity_key, &[b.identity_key]).unwrap();
         assert_eq!(to_b[0].card.name, "Bao");
         assert!(s.to_introduce(&b.identity_key).is_empty(), "shuttle sides never meet");
+        let items: Vec<_> = s.item_recipients(&a.identity_key).iter().map(|m| m.card.name.clone()).collect();
+        assert_eq!(items, ["Omar"], "a side's consents and seals go to the hub, which passes them on");
+        assert_eq!(s.item_recipients(&hub.identity_key).len(), 2);
     }
 
     #[test]
@@ -517,7 +606,10 @@ mod tests {
             ChannelBody::State { state: s },
             ChannelBody::NonPaper { title: "Framework".into(), version: 2, text: "x\ny".into() },
             ChannelBody::PhaseConsent { phase: Phase::Drafting },
-            ChannelBody::Ratification { proposal: [7; 32], signature: "sig".into() },
+            ChannelBody::Ratification { proposal: [7; 32], signature: "sig".into(), signer: None },
+            ChannelBody::ProbePropose { probe: [3; 16], terms: probe_terms(120), budget: probe_budget(3) },
+            ChannelBody::ProbeReply { probe: [3; 16], reply: vec![0, 255, 7] },
+            ChannelBody::ProbeAbort { probe: [3; 16], reason: "transcript mismatch".into() },
         ];
         for b in bodies {
             assert_eq!(ChannelBody::decode(&b.encode()).unwrap(), b);
@@ -525,6 +617,27 @@ mod tests {
         let bad = ChannelBody::NonPaper { title: " ".into(), version: 1, text: String::new() };
         assert!(ChannelBody::decode(&bad.encode()).is_err());
         assert!(ChannelBody::decode(b"{\"type\":\"nope\"}").is_err());
+        let bad_range = ChannelBody::ProbePropose {
+            probe: [1; 16],
+            terms: probe_terms(1 << 33),
+            budget: probe_budget(3),
+        };
+        assert!(ChannelBody::decode(&bad_range.encode()).is_err());
+        let no_budget =
+            ChannelBody::ProbePropose { probe: [1; 16], terms: probe_terms(9), budget: probe_budget(0) };
+        assert!(ChannelBody::decode(&no_budget.encode()).is_err());
+        let query = ChannelBody::ProbeQuery { probe: [1; 16], query: vec![9; 40] };
+        assert!(String::from_utf8(query.encode()).unwrap().contains("CQkJ"), "probe bytes travel as base64");
+    }
+
+    fn probe_terms(max: u64) -> ProbeTerms {
+        use backchannel_redline::{MayAsk, ProbeKind, SingleTerms};
+        let s = SingleTerms { issue: "months".into(), max, gives: "A".into(), takes: "B".into() };
+        ProbeTerms { phase: "exploratory".into(), may_ask: MayAsk::Either, kind: ProbeKind::Single(s) }
+    }
+
+    fn probe_budget(n: u32) -> ProbeBudget {
+        ProbeBudget { per_issue: n, per_phase: 10 }
     }
 
     proptest! {

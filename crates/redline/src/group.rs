@@ -29,6 +29,26 @@ impl std::fmt::Debug for SecretScalar {
     }
 }
 
+/// Persisted as the 32 canonical bytes of the halved scalar, so a waiting probe survives a
+/// restart (the client keeps it in its encrypted store). Never printed.
+impl serde::Serialize for SecretScalar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let bytes = zeroize::Zeroizing::new(self.half.to_bytes());
+        serde::Serialize::serialize(&*bytes, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretScalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bytes = zeroize::Zeroizing::new(<[u8; 32] as serde::Deserialize>::deserialize(d)?);
+        let half: Option<Scalar> = Scalar::from_canonical_bytes(*bytes).into();
+        match half {
+            Some(half) if half != Scalar::ZERO => Ok(Self { half }),
+            _ => Err(serde::de::Error::custom("not a valid probe scalar")),
+        }
+    }
+}
+
 impl SecretScalar {
     pub fn random() -> Self {
         let two_inverse = Scalar::from(2u8).invert();
@@ -182,6 +202,19 @@ mod tests {
         assert_ne!(p, (0..1000).collect::<Vec<_>>());
         p.sort_unstable();
         assert_eq!(p, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn scalar_round_trips_and_refuses_zero_and_non_canonical_bytes() {
+        let k = SecretScalar::random();
+        let json = serde_json::to_string(&k).unwrap();
+        let back: SecretScalar = serde_json::from_str(&json).unwrap();
+        let es = elements(3);
+        assert_eq!(blind(&es, &k).unwrap(), blind(&es, &back).unwrap());
+        assert!(serde_json::from_str::<SecretScalar>(&serde_json::to_string(&[0u8; 32]).unwrap()).is_err());
+        assert!(
+            serde_json::from_str::<SecretScalar>(&serde_json::to_string(&[0xffu8; 32]).unwrap()).is_err()
+        );
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub struct Initiator;
 pub struct Responder;
 
 /// The initiator after sending its query. Holds its secret scalar; Debug prints none of it.
+///
+/// Serialisable, so a client can keep it (in its encrypted store) until the reply comes: the
+/// serialised form holds the secret scalar and the side's own packages, and must be stored
+/// as a secret.
+#[derive(Serialize, Deserialize)]
 pub struct InitiatorAwaitingReply {
     terms: ProbeTerms,
     probe_id: ProbeId,
@@ -54,7 +59,9 @@ pub struct InitiatorAwaitingReply {
     transcript: [u8; 32],
 }
 
-/// The responder after sending its reply, waiting to be told the result.
+/// The responder after sending its reply, waiting to be told the result. Serialisable like
+/// [`InitiatorAwaitingReply`]; its own (private) package list is in the serialised form.
+#[derive(Serialize, Deserialize)]
 pub struct ResponderAwaitingResult {
     terms: ProbeTerms,
     probe_id: ProbeId,
@@ -390,6 +397,24 @@ mod tests {
             i != j
         });
         assert!(moved.count() > 0, "the responder returns its tags in the query's order");
+    }
+
+    #[test]
+    fn waiting_states_survive_serialisation() {
+        let terms = packages(2, 3, 4);
+        let (mut a, mut b) = ledgers();
+        let p = |v: &[[u32; 2]]| ProbeInput::Packages(v.iter().map(|o| Package::new(o.to_vec())).collect());
+        let (a_waits, q) = Initiator::start(&mut a, &terms, &p(&[[0, 1], [2, 2]])).unwrap();
+        let (b_waits, r) = Responder::respond(&mut b, &terms, &p(&[[2, 2], [1, 0]]), &q).unwrap();
+        let a_waits: InitiatorAwaitingReply =
+            serde_json::from_str(&serde_json::to_string(&a_waits).unwrap()).unwrap();
+        let b_waits: ResponderAwaitingResult =
+            serde_json::from_str(&serde_json::to_string(&b_waits).unwrap()).unwrap();
+        let (a_out, d) = a_waits.finish(&mut a, &r).unwrap();
+        assert_eq!(a_out.result, ProbeResult::Packages(vec![Package::new(vec![2, 2])]));
+        assert_eq!(b_waits.finish(&mut b, &d).unwrap(), a_out);
+        let input: ProbeInput = serde_json::from_str(&serde_json::to_string(&p(&[[1, 1]])).unwrap()).unwrap();
+        assert!(format!("{input:?}").contains("redacted"));
     }
 
     #[test]

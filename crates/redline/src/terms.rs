@@ -78,8 +78,9 @@ pub struct IssueOptions {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
 pub struct Package(Vec<u32>);
 
-/// One side's private input. Zeroed on drop; Debug prints nothing.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+/// One side's private input. Zeroed on drop; Debug prints nothing. Serialisable so a client
+/// can keep it in its encrypted store until the probe runs; never send that form.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
 pub enum ProbeInput {
     /// The side's number in a single-value probe (what it can give, or what it must take).
     Value(u64),
@@ -224,8 +225,9 @@ impl ProbeTerms {
         w.0
     }
 
-    /// Checks a side's private input against the terms; `me` is the side's label.
-    pub(crate) fn check_input(&self, me: &str, input: &ProbeInput) -> Result<()> {
+    /// Checks a side's private input against the terms; `me` is the side's label. Starting
+    /// and answering check it again; a client calls this to refuse an input when it is given.
+    pub fn check_input(&self, me: &str, input: &ProbeInput) -> Result<()> {
         match (&self.kind, input) {
             (ProbeKind::Single(s), ProbeInput::Value(v)) => s.holds(me).and_then(|_| s.check_value(*v)),
             (ProbeKind::Package(p), ProbeInput::Packages(list)) => p.check_list(list),

@@ -3,6 +3,7 @@
 mod channel;
 mod documents;
 mod party;
+mod probe;
 mod relay;
 mod talk;
 
@@ -54,6 +55,7 @@ async fn party_command(command: Command, home: std::path::PathBuf) -> Result<()>
         Command::Agreement(AgreementCmd::Export { channel, proposal, dir }) => {
             documents::export(&home, &channel, &proposal, &dir)
         }
+        Command::Probe(cmd) => probe::run(&home, cmd).await,
         Command::Relay(_) | Command::Demo | Command::Agreement(AgreementCmd::Verify { .. }) => Ok(()),
     }
 }
