@@ -54,10 +54,48 @@ fn settle(alice: &Party, bao: &Party) {
 
 #[test]
 fn relay_killed_mid_send_loses_nothing_acknowledged_and_shows_nothing_twice() {
-    let Pair { tmp: _tmp, mut relay, alice, bao } = Pair::introduced();
+    relay_kill_loop(Pair::introduced(), "SQLite", 5);
+}
+
+/// The same against the PostgreSQL store, in a schema of its own, when a server answers at
+/// `BACKCHANNEL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
+/// skipped with a notice otherwise, except under `CI`, where it fails.
+#[test]
+fn relay_on_postgresql_killed_mid_send_loses_nothing_acknowledged() {
+    let url = std::env::var("BACKCHANNEL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("bc_crash_{}", std::process::id());
+    if let Err(why) = admin(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+    {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL tests must run in CI, but: {why}");
+        eprintln!("skipping the PostgreSQL relay kill test: {why}");
+        return;
+    }
+    let store = format!("{url}?options=-csearch_path%3D{schema}");
+    relay_kill_loop(Pair::introduced_on(&["--store".into(), store]), "PostgreSQL", 5);
+    let _ = admin(&url, &format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// Runs one statement on the server (to make and drop the test's schema).
+fn admin(url: &str, sql: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+        let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| format!("no answer from {url}"))?
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.map_err(|e| e.to_string())
+    })
+}
+
+/// Kills the relay `rounds` times while Alice sends; every note she was told was sent or
+/// queued reaches Bao exactly once.
+fn relay_kill_loop(pair: Pair, store: &str, rounds: usize) {
+    let Pair { tmp: _tmp, mut relay, alice, bao } = pair;
     let mut rng = Lcg::new();
     let mut told = Vec::new();
-    let rounds = 5;
     for round in 0..rounds {
         let sender = Party { home: alice.home.clone(), passphrase: alice.passphrase.clone() };
         let sending = std::thread::spawn(move || {
@@ -84,7 +122,10 @@ fn relay_killed_mid_send_loses_nothing_acknowledged_and_shows_nothing_twice() {
         assert_eq!(seen.get(text), Some(&1), "{text:?} must arrive exactly once; arrivals: {seen:?}");
     }
     assert!(seen.values().all(|n| *n == 1), "nothing shown twice: {seen:?}");
-    eprintln!("relay kills: {rounds}, notes the user was told about: {}, all delivered once", told.len());
+    eprintln!(
+        "relay ({store}) kills: {rounds}, notes the user was told about: {}, all delivered once",
+        told.len()
+    );
 }
 
 #[test]

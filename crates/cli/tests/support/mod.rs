@@ -14,6 +14,8 @@ pub struct Relay {
     pub address: String,
     pub data: PathBuf,
     pub port: u16,
+    /// Extra `relay` arguments (e.g. `--store URL`), kept for restarts.
+    pub args: Vec<String>,
 }
 
 impl Relay {
@@ -24,10 +26,16 @@ impl Relay {
 
     /// Starts with extra global flags (e.g. `-vvv`); stderr is copied to `DATA.log`.
     pub fn start_with(data: &Path, port: u16, flags: &[&str]) -> Relay {
+        Self::start_full(data, port, flags, &[])
+    }
+
+    /// Starts with global `flags` and extra `relay` arguments (`--store URL`).
+    pub fn start_full(data: &Path, port: u16, flags: &[&str], args: &[String]) -> Relay {
         let mut child = Command::new(BIN)
             .args(flags)
             .args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -53,7 +61,7 @@ impl Relay {
             .expect("port");
         let written = std::fs::read_to_string(data.join("address")).expect("DIR/address written");
         assert_eq!(written.trim(), address, "DIR/address holds the printed address");
-        Relay { child, address, data: data.to_owned(), port }
+        Relay { child, address, data: data.to_owned(), port, args: args.to_vec() }
     }
 
     pub fn stop(&mut self) {
@@ -64,7 +72,7 @@ impl Relay {
     /// Stops and starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.stop();
-        let again = Relay::start(&self.data.clone(), self.port);
+        let again = Relay::start_full(&self.data.clone(), self.port, &[], &self.args);
         // (a restart's log replaces the first one's; tests that read logs do not restart)
         assert_eq!(again.address, self.address, "same certificate and port after restart");
         *self = again;
@@ -183,8 +191,13 @@ pub struct Pair {
 
 impl Pair {
     pub fn introduced() -> Pair {
+        Self::introduced_on(&[])
+    }
+
+    /// The same, with extra `relay` arguments (`--store URL`).
+    pub fn introduced_on(relay_args: &[String]) -> Pair {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let relay = Relay::start(&tmp.path().join("relay"), 0);
+        let relay = Relay::start_full(&tmp.path().join("relay"), 0, &[], relay_args);
         let alice = Party::new(tmp.path(), "Alice", "A");
         let bao = Party::new(tmp.path(), "Bao", "B");
         introduce(&alice, &bao, &relay);
