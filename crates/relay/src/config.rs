@@ -31,6 +31,12 @@ pub struct RelayConfig {
     pub max_subscriptions: usize,
     /// A client that has not finished its TLS handshake by then is dropped.
     pub handshake_timeout: Duration,
+    /// A client must send a request's headers within this time; it also bounds how long a
+    /// kept-alive connection may sit idle between requests.
+    pub header_timeout: Duration,
+    /// A request body must have arrived whole within this time after its headers; a client
+    /// that trickles it (or stops) gets `400` and loses the connection, freeing its slot.
+    pub body_timeout: Duration,
     /// How long shutdown waits for open connections to finish.
     pub shutdown_grace: Duration,
     /// Zero deleted blocks in the SQLite file; see [`crate::store::StoreOptions`] for the cost.
@@ -49,6 +55,8 @@ impl Default for RelayConfig {
             purge_interval: Duration::from_secs(60),
             max_subscriptions: 1024,
             handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             scrub_deleted_blocks: false,
         }
@@ -73,6 +81,9 @@ impl RelayConfig {
         }
         if self.rate_per_sec == 0 || self.rate_burst == 0 {
             return bad("the request rate and burst must be above zero".into());
+        }
+        if self.handshake_timeout.is_zero() || self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return bad("the handshake, header and body timeouts must be above zero".into());
         }
         if self.purge_interval.is_zero() {
             return bad("the purge interval must be above zero".into());
@@ -198,6 +209,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("block size 100"));
         let c = RelayConfig { quota_blocks: 0, ..RelayConfig::default() };
         assert!(c.validate().is_err());
+        let c = RelayConfig { header_timeout: Duration::ZERO, ..RelayConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("timeouts"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Limits a peer can hit: request rate per connection and request body size.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
@@ -37,10 +37,12 @@ impl TokenBucket {
 
 /// Reads a request body of at most `limit` bytes. A declared length over the limit is refused
 /// before any of the body is read; an undeclared one is cut off as soon as it passes the limit.
+/// A body that has not arrived whole within `timeout` is refused, so a client trickling it
+/// cannot hold a connection slot for ever.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    (limit, timeout): (usize, Duration),
     what: &str,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("{what} is at most {limit} bytes"));
@@ -48,7 +50,10 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::BadRequest(format!("{what} did not arrive within {} s", timeout.as_secs_f64()))
+    })?;
+    read.map_err(|err| {
         let over =
             std::error::Error::source(&err).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if over { too_large() } else { ApiError::BadRequest(format!("could not read the {what}")) }
@@ -58,9 +63,9 @@ pub(crate) async fn read_body(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    const T: Duration = Duration::from_secs(5);
 
     #[test]
     fn bucket_allows_burst_then_refills_at_rate() {
@@ -81,15 +86,15 @@ mod tests {
     async fn declared_oversize_is_refused_unread() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
-        let err = read_body(&headers, Body::from(vec![0u8; 100]), 10, "a send batch").await.unwrap_err();
+        let err = read_body(&headers, Body::from(vec![0u8; 100]), (10, T), "a send batch").await.unwrap_err();
         assert_eq!(err, ApiError::TooLarge("a send batch is at most 10 bytes".into()));
     }
 
     #[tokio::test]
     async fn undeclared_oversize_is_cut_off() {
-        let err = read_body(&HeaderMap::new(), Body::from(vec![0u8; 100]), 10, "x").await.unwrap_err();
+        let err = read_body(&HeaderMap::new(), Body::from(vec![0u8; 100]), (10, T), "x").await.unwrap_err();
         assert!(matches!(err, ApiError::TooLarge(_)));
-        let ok = read_body(&HeaderMap::new(), Body::from(vec![1u8; 10]), 10, "x").await.unwrap();
+        let ok = read_body(&HeaderMap::new(), Body::from(vec![1u8; 10]), (10, T), "x").await.unwrap();
         assert_eq!(ok.len(), 10);
     }
 }

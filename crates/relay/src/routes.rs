@@ -65,7 +65,8 @@ async fn create_queue(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<CreateQueueResponse>)> {
-    let req: CreateQueueRequest = parse_json(&read_body(&headers, body, MAX_JSON_BODY, "a request").await?)?;
+    let req: CreateQueueRequest =
+        parse_json(&read_body(&headers, body, (MAX_JSON_BODY, s.config.body_timeout), "a request").await?)?;
     if req.recv_hash == req.send_hash {
         return Err(ApiError::BadRequest("the receive and send secrets must differ".into()).into());
     }
@@ -96,7 +97,8 @@ fn created(config: &RelayConfig, queue: &NewQueue) -> CreateQueueResponse {
 }
 
 async fn send(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<SendResponse>> {
-    let bytes = read_body(&headers, body, s.config.max_send_body(), "a send batch").await?;
+    let bytes =
+        read_body(&headers, body, (s.config.max_send_body(), s.config.body_timeout), "a send batch").await?;
     let batch = SendBatch::decode(&bytes, s.config.block_size)
         .map_err(|e| batch_problem(&e, bytes.len(), s.config.block_size))?;
     let items = batch
@@ -192,7 +194,8 @@ async fn ack(
 ) -> ApiResult<Json<serde_json::Value>> {
     let recv_id = queue_id(path)?;
     let hash = bearer(&headers)?;
-    let req: AckRequest = parse_json(&read_body(&headers, body, MAX_JSON_BODY, "an ack").await?)?;
+    let req: AckRequest =
+        parse_json(&read_body(&headers, body, (MAX_JSON_BODY, s.config.body_timeout), "an ack").await?)?;
     check_ack_len(req.seqs.len())?;
     let deleted = s.store.ack(recv_id, hash, req.seqs, unix_now()).await?;
     Metrics::add(&s.metrics.blocks_acked, deleted);

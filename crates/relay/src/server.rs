@@ -30,9 +30,6 @@ use crate::routes::{self, AppState};
 use crate::store::{AnyStore, StoreOptions, StoreStats, Wake, unix_now};
 use crate::{RelayConfig, RelayError, RelayOptions, load_or_create_tls};
 
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves the relay API on `listener` until `shutdown` completes, then shuts down gracefully.
 /// The store is left open: whoever opened it closes it.
 pub async fn run(
@@ -105,8 +102,8 @@ impl Acceptor {
             let ctx = Arc::new(ConnCtx::new(&self.state, slot, self.alive.clone()));
             let (tls, router) = (self.tls.clone(), self.router.clone());
             let stopping = self.state.stopping.clone();
-            let handshake = self.state.config.handshake_timeout;
-            tokio::spawn(serve_connection(tcp, tls, handshake, router, ctx, stopping));
+            let timeouts = (self.state.config.handshake_timeout, self.state.config.header_timeout);
+            tokio::spawn(serve_connection(tcp, tls, timeouts, router, ctx, stopping));
         }
     }
 }
@@ -148,7 +145,7 @@ impl Drop for ConnCtx {
 async fn serve_connection(
     tcp: TcpStream,
     tls: TlsAcceptor,
-    handshake: Duration,
+    (handshake, header_timeout): (Duration, Duration),
     router: Router,
     ctx: Arc<ConnCtx>,
     mut stopping: watch::Receiver<bool>,
@@ -162,7 +159,7 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| handle(req, router.clone(), Arc::clone(&ctx)));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
