@@ -310,4 +310,8 @@ pub struct RelayArgs {
     /// How long an unacknowledged block is kept: e.g. 14d.
     #[arg(long, default_value = "14d", value_name = "DURATION")]
     pub ttl: String,
+    /// Embedded store only: the most megabytes it may hold; past it, sends are refused as on
+    /// a full disk until recipients fetch and acknowledge.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_store_mb: Option<u64>,
 }

@@ -70,3 +70,55 @@ fn a_note_to_a_queue_the_relay_no_longer_has_is_reported_not_resent_forever() {
     let refused = entries.as_array().unwrap().iter().find(|e| e["kind"] == "rejected").unwrap();
     assert!(refused["detail"].as_str().unwrap().contains("no longer has"), "{refused}");
 }
+
+/// A relay whose store is full refuses sends with a clear message; the refused note waits in
+/// the sender's outbox, everything stored before is delivered intact, and once the recipient
+/// has taken its notes (freeing space) the waiting note goes through.
+#[test]
+fn a_full_relay_refuses_sends_clearly_and_damages_nothing() {
+    let Pair { tmp, relay: _relay, alice, bao } = Pair::introduced_on(&["--max-store-mb".into(), "1".into()]);
+    let big = |i: usize| format!("note {i}: {}", "x".repeat(200 * 1024));
+    let mut stored = Vec::new();
+    let mut refused = None;
+    for i in 0..12 {
+        // Too long for a command-line argument: from a file.
+        let file = tmp.path().join(format!("note-{i}.txt"));
+        std::fs::write(&file, big(i)).unwrap();
+        let out = alice.run(&["send", "Bao", "--file", file.to_str().unwrap()]);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "a full relay is not the sender's failure: {stderr}");
+        if stdout.contains("sent to Bao") {
+            stored.push(i);
+            continue;
+        }
+        assert!(stdout.contains("queued for Bao"), "{stdout}");
+        assert!(stderr.contains("disk is full"), "the user is told why: {stderr}");
+        eprintln!("relay full after {} notes of 200 KB; the sender was told: {}", stored.len(), stderr.trim());
+        refused = Some(i);
+        break;
+    }
+    let refused = refused.expect("a 1 MB store cannot take 12 notes of 200 KB");
+    assert!(!stored.is_empty(), "some notes fit before the store filled");
+
+    bao.ok(&["sync"]);
+    let texts = |p: &Party| -> Vec<String> {
+        p.json(&["read", "Alice", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "note")
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let got = texts(&bao);
+    for i in &stored {
+        assert_eq!(got.iter().filter(|t| **t == big(*i)).count(), 1, "stored note {i} arrives intact, once");
+    }
+    assert!(alice.ok(&["sync"]).contains("still queued 0"), "the waiting note goes once space is freed");
+    bao.ok(&["sync"]);
+    assert_eq!(
+        texts(&bao).iter().filter(|t| **t == big(refused)).count(),
+        1,
+        "the refused note arrives once"
+    );
+}

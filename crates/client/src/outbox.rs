@@ -88,7 +88,15 @@ impl Party {
                     report.refused += refused;
                     report.still_queued += items.len() - sent - refused;
                 }
-                Err(e @ (ClientError::RelayUnreachable { .. } | ClientError::RelayNotPinned { .. })) => {
+                // A relay that cannot store right now (its disk is full) is like one that is
+                // down: the items wait in the outbox for the next flush.
+                Err(
+                    e @ (ClientError::RelayUnreachable { .. }
+                    | ClientError::RelayNotPinned { .. }
+                    | ClientError::RelayRefused {
+                        error: backchannel_wire::ApiError::Unavailable(_), ..
+                    }),
+                ) => {
                     report.unreachable.push(e.to_string());
                     report.still_queued += items.len();
                 }

@@ -41,6 +41,9 @@ pub struct RelayConfig {
     pub shutdown_grace: Duration,
     /// Zero deleted blocks in the SQLite file; see [`crate::store::StoreOptions`] for the cost.
     pub scrub_deleted_blocks: bool,
+    /// Embedded store only: the most bytes its database may hold; past it sends are refused
+    /// as on a full disk (`503`). `None`: as much as the disk holds.
+    pub max_store_bytes: Option<u64>,
 }
 
 impl Default for RelayConfig {
@@ -59,6 +62,7 @@ impl Default for RelayConfig {
             body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             scrub_deleted_blocks: false,
+            max_store_bytes: None,
         }
     }
 }

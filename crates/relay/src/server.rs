@@ -283,7 +283,10 @@ pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
     let local_addr =
         listener.local_addr().map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
     let address = RelayAddress::for_certificate(host, local_addr.port(), &cert);
-    let options = StoreOptions { scrub_deleted: opts.config.scrub_deleted_blocks };
+    let options = StoreOptions {
+        scrub_deleted: opts.config.scrub_deleted_blocks,
+        max_bytes: opts.config.max_store_bytes,
+    };
     let store = AnyStore::open(&opts.store, &opts.data_dir, options).await?;
     if let Err(err) = prepare(&store, &opts, &address).await {
         store.close().await;

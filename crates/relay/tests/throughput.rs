@@ -113,7 +113,7 @@ async fn store_put_fetch_ack_throughput() {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::env::var("STORE").unwrap_or_else(|_| "sqlite".into()).parse().unwrap();
     let scrub = std::env::var_os("SCRUB").is_some();
-    let options = backchannel_relay::store::StoreOptions { scrub_deleted: scrub };
+    let options = backchannel_relay::store::StoreOptions { scrub_deleted: scrub, max_bytes: None };
     let store = AnyStore::open(&spec, dir.path(), options).await.unwrap();
     let block = random_block(B);
     let started = Instant::now();

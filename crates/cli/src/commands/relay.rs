@@ -12,6 +12,7 @@ pub async fn run(args: RelayArgs) -> Result<()> {
     let config = RelayConfig {
         block_size: args.block_size,
         ttl: config::duration(&args.ttl)?,
+        max_store_bytes: args.max_store_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
         ..RelayConfig::default()
     };
     let options = RelayOptions {

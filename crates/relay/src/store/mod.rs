@@ -103,6 +103,10 @@ pub struct StoreOptions {
     /// end-to-end encrypted ciphertext the host already saw in transit, and the WAL keeps
     /// copies for a while regardless. PostgreSQL has no equivalent (`VACUUM` reclaims space).
     pub scrub_deleted: bool,
+    /// Embedded store only: the most bytes the database file may hold. Past it, writes fail
+    /// as on a full disk (sends get `503`, nothing stored is touched); acknowledgements, which
+    /// free pages, still work. `None`: as much as the disk holds.
+    pub max_bytes: Option<u64>,
 }
 
 /// A store of either engine. Cheap to clone; every clone shares one writer.

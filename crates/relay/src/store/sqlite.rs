@@ -163,6 +163,11 @@ fn open_writer(path: &Path, options: StoreOptions) -> Result<Connection, StoreEr
     // 2.5x the throughput on a 2-core machine.
     conn.pragma_update(None, "cache_size", -64 * 1024)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
+    if let Some(max) = options.max_bytes {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()))?;
+    }
     Ok(conn)
 }
 
@@ -441,7 +446,7 @@ mod tests {
     #[test]
     fn writer_uses_wal_with_full_sync_and_secure_delete_on_request() {
         let dir = tempfile::tempdir().unwrap();
-        let scrub = StoreOptions { scrub_deleted: true };
+        let scrub = StoreOptions { scrub_deleted: true, max_bytes: None };
         let conn = open_writer(&dir.path().join("relay.db"), scrub).unwrap();
         let get = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
         assert_eq!(get("synchronous"), 2, "FULL");
