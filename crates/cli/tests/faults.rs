@@ -93,7 +93,11 @@ fn a_full_relay_refuses_sends_clearly_and_damages_nothing() {
         }
         assert!(stdout.contains("queued for Bao"), "{stdout}");
         assert!(stderr.contains("disk is full"), "the user is told why: {stderr}");
-        eprintln!("relay full after {} notes of 200 KB; the sender was told: {}", stored.len(), stderr.trim());
+        eprintln!(
+            "relay full after {} notes of 200 KB; the sender was told: {}",
+            stored.len(),
+            stderr.trim()
+        );
         refused = Some(i);
         break;
     }
