@@ -174,6 +174,41 @@ fn hostile_host_is_detected_in_every_scenario() {
     assert_eq!(texts(&bao, "Alice").iter().filter(|t| t.contains("duplicated")).count(), 1);
     scenarios += 1;
 
+    // 8. Reorder: two fresh blocks handed out in the wrong order. Both are shown once; the
+    // gap the later one opens closes when the earlier one arrives.
+    let first = send_and_capture(&alice, &mut relay, "Bao", "note nine (sent first)");
+    relay.restart();
+    let second = send_and_capture(&alice, &mut relay, "Bao", "note ten (sent second)");
+    overwrite(&relay, &first[0], &second[0].2);
+    overwrite(&relay, &second[0], &first[0].2);
+    relay.restart();
+    bao.ok(&["sync"]);
+    let got = texts(&bao, "Alice");
+    for t in ["note nine (sent first)", "note ten (sent second)"] {
+        assert_eq!(got.iter().filter(|g| *g == t).count(), 1, "{t:?} shown once: {got:?}");
+    }
+    let at = |t: &str| got.iter().position(|g| g == t).unwrap();
+    assert!(at("note ten (sent second)") < at("note nine (sent first)"), "delivered in the host's order");
+    let nine_seq = entries(&alice, "Bao", "note")
+        .iter()
+        .find(|n| n["text"] == "note nine (sent first)")
+        .and_then(|n| n["seq"].as_u64())
+        .unwrap();
+    let opened: Vec<_> = entries(&bao, "Alice", "gap")
+        .into_iter()
+        .filter(|g| g["first"].as_u64() <= Some(nine_seq) && g["last"].as_u64() >= Some(nine_seq))
+        .collect();
+    assert!(!opened.is_empty(), "the overtaking note opened a gap");
+    assert!(
+        opened.iter().all(|g| !g["still_missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0].as_u64() <= Some(nine_seq) && r[1].as_u64() >= Some(nine_seq))),
+        "and it closed: {opened:?}"
+    );
+    scenarios += 1;
+
     // The session survives all of it.
     alice.ok(&["send", "Bao", "still talking"]);
     bao.ok(&["sync"]);
