@@ -125,24 +125,25 @@ async fn shuttle(cast: &mut Cast) -> Result<()> {
     say("\n== Alice makes an opening; only Omar receives it")?;
     cast.alice.channel_note("muscat", OPENING, &[])?;
     cast.settle().await?;
-    let omar_view = cast.omar.read("muscat")?;
-    let n = omar_view
-        .iter()
-        .position(|e| matches!(&e.entry, backchannel_client::Entry::Note { text, .. } if text == OPENING))
-        .context("Omar did not receive the opening")?;
+    let n = entry_number(&mut cast.omar, "muscat", OPENING)?;
     say("\n== Omar passes it to Bao, in his own words (marked: relayed by Omar, rephrased)")?;
-    cast.omar.channel_forward("muscat", n + 1, &["Bao".into()], Some(OPENING_AS_RELAYED))?;
+    cast.omar.channel_forward("muscat", n, &["Bao".into()], Some(OPENING_AS_RELAYED))?;
     cast.settle().await?;
     cast.bao.channel_note("muscat", ANSWER, &[])?;
     cast.settle().await?;
-    let omar_view = cast.omar.read("muscat")?;
-    let n = omar_view
-        .iter()
-        .position(|e| matches!(&e.entry, backchannel_client::Entry::Note { text, .. } if text == ANSWER))
-        .context("Omar did not receive the answer")?;
+    let n = entry_number(&mut cast.omar, "muscat", ANSWER)?;
     say("\n== Omar passes Bao's answer to Alice as written")?;
-    cast.omar.channel_forward("muscat", n + 1, &["Alice".into()], None)?;
+    cast.omar.channel_forward("muscat", n, &["Alice".into()], None)?;
     cast.settle().await
+}
+
+/// The number `read` gives the note saying `wanted` (what `forward` takes).
+fn entry_number(party: &mut Party, channel: &str, wanted: &str) -> Result<usize> {
+    let entries = party.read(channel)?;
+    let at = entries
+        .iter()
+        .position(|e| matches!(&e.entry, backchannel_client::Entry::Note { text, .. } if text == wanted));
+    at.map(|i| i + 1).with_context(|| format!("the note {wanted:?} did not arrive in {channel}"))
 }
 
 /// The sides move to a direct channel: Omar introduces them; they check safety numbers.

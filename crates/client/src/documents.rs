@@ -477,31 +477,33 @@ fn on_ratification(
     let Some(i) = rec.proposals.iter().position(|p| p.id == proposal) else {
         return keep_early_seal(tx, rec, sender, proposal, signature);
     };
-    let channel = hex_encode(&rec.state.id.0);
-    let text = proposal_text(tx, &channel, &proposal)?;
+    let text = proposal_text(tx, &hex_encode(&rec.state.id.0), &proposal)?;
+    let seal =
+        Seal { name: sender.name.clone(), side: sender.side.clone(), seal_key: sender.seal_key, signature };
+    add_seal(tx, rec, i, &text, seal)
+}
+
+/// Checks a seal over proposal `i`'s `text` and counts it: refused if its side is not a
+/// signatory or it does not verify; a repeat changes nothing.
+fn add_seal(tx: &Tx<'_>, rec: &mut ChannelRecord, i: usize, text: &str, seal: Seal) -> Result<Vec<Event>> {
     let p = &mut rec.proposals[i];
-    if !p.signatories.contains(&sender.side) {
-        return Err(ClientError::Refused(format!("{} is not a signatory of {:?}", sender.side, p.title)));
+    if !p.signatories.contains(&seal.side) {
+        return Err(ClientError::Refused(format!("{} is not a signatory of {:?}", seal.side, p.title)));
     }
-    if agreement::verify_signature(&sender.seal_key, text.as_bytes(), &signature).is_err() {
+    if agreement::verify_signature(&seal.seal_key, text.as_bytes(), &seal.signature).is_err() {
         return Err(ClientError::Refused(format!(
             "{}'s ratification of {:?} does not verify against the text we hold (a changed text, or another key)",
-            sender.name, p.title
+            seal.name, p.title
         )));
     }
-    if p.seals.iter().any(|s| s.seal_key == sender.seal_key) {
+    if p.seals.iter().any(|s| s.seal_key == seal.seal_key) {
         return Ok(Vec::new());
     }
-    p.seals.push(Seal {
-        name: sender.name.clone(),
-        side: sender.side.clone(),
-        seal_key: sender.seal_key,
-        signature,
-    });
-    let (title, view) = (p.title.clone(), p.view());
-    let mut events =
-        vec![channel_event(tx, rec, format!("{} ({}) ratified {title:?}", sender.name, sender.side))?];
-    if view.missing.is_empty() {
+    let who = format!("{} ({}) ratified {:?}", seal.name, seal.side, p.title);
+    p.seals.push(seal);
+    let (title, complete) = (p.title.clone(), p.view().missing.is_empty());
+    let mut events = vec![channel_event(tx, rec, who)?];
+    if complete {
         events.push(channel_event(
             tx,
             rec,
@@ -539,7 +541,7 @@ fn keep_early_seal(
 }
 
 /// Counts the seals that arrived before the proposal whose text is `text`, each checked as
-/// [`on_ratification`] checks one that arrives after it.
+/// one that arrives after it; a refused one is shown as a rejection.
 fn count_early_seals(tx: &Tx<'_>, rec: &mut ChannelRecord, text: &str) -> Result<Vec<Event>> {
     let id = agreement::text_hash(text.as_bytes());
     let (early, others): (Vec<EarlySeal>, Vec<EarlySeal>) =
@@ -548,36 +550,15 @@ fn count_early_seals(tx: &Tx<'_>, rec: &mut ChannelRecord, text: &str) -> Result
     let Some(i) = rec.proposals.iter().position(|p| p.id == id) else { return Ok(Vec::new()) };
     let mut events = Vec::new();
     for EarlySeal { seal, .. } in early {
-        let p = &mut rec.proposals[i];
-        let problem = if !p.signatories.contains(&seal.side) {
-            Some(format!("{} is not a signatory of {:?}", seal.side, p.title))
-        } else if agreement::verify_signature(&seal.seal_key, text.as_bytes(), &seal.signature).is_err() {
-            Some(format!("{}'s ratification of {:?} does not verify against its text", seal.name, p.title))
-        } else {
-            None
-        };
-        if let Some(detail) = problem {
-            let entry = Entry::Rejected { from: seal.name.clone(), detail: detail.clone(), at: now_ms() };
-            tx.append_timeline(&timeline_key(&rec.state.id), &entry)?;
-            events
-                .push(Event::Rejected { from: seal.name, detail: format!("[{}] {detail}", rec.state.name) });
-            continue;
-        }
-        if p.seals.iter().any(|s| s.seal_key == seal.seal_key) {
-            continue;
-        }
-        let who = format!("{} ({}) ratified {:?}", seal.name, seal.side, p.title);
-        p.seals.push(seal);
-        let (title, complete) = (p.title.clone(), p.view().missing.is_empty());
-        events.push(channel_event(tx, rec, who)?);
-        if complete {
-            events.push(channel_event(
-                tx,
-                rec,
-                format!(
-                    "{title:?} is ratified by every signatory; `backchannel agreement export` writes it out"
-                ),
-            )?);
+        let from = seal.name.clone();
+        match add_seal(tx, rec, i, text, seal) {
+            Ok(more) => events.extend(more),
+            Err(ClientError::Refused(detail)) => {
+                let entry = Entry::Rejected { from: from.clone(), detail: detail.clone(), at: now_ms() };
+                tx.append_timeline(&timeline_key(&rec.state.id), &entry)?;
+                events.push(Event::Rejected { from, detail: format!("[{}] {detail}", rec.state.name) });
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(events)
