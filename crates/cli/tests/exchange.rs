@@ -6,47 +6,52 @@ mod support;
 
 use support::{Pair, Party, Relay, contains, introduce};
 
+/// Names searched for in the relay's files must be long enough that random bytes (ciphertext,
+/// fingerprints) cannot hold them by chance: a 3-byte name matches ~1 in 2^24 positions.
+const BAO: &str = "Bao Zhang";
+const ALICE: &str = "Alice";
+
 #[test]
 fn two_parties_negotiate_through_a_relay_that_learns_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "Delegation A");
-    let bao = Party::new(tmp.path(), "Bao", "Delegation B");
+    let alice = Party::new(tmp.path(), ALICE, "Delegation A");
+    let bao = Party::new(tmp.path(), BAO, "Delegation B");
     introduce(&alice, &bao, &relay);
 
     let a_contacts = alice.json(&["contacts", "--json"]);
     let b_contacts = bao.json(&["contacts", "--json"]);
-    assert_eq!(a_contacts[0]["name"], "Bao");
+    assert_eq!(a_contacts[0]["name"], BAO);
     assert_eq!(a_contacts[0]["side"], "Delegation B");
-    assert_eq!(b_contacts[0]["name"], "Alice");
+    assert_eq!(b_contacts[0]["name"], ALICE);
     assert_eq!(a_contacts[0]["safety_number"], b_contacts[0]["safety_number"], "safety numbers match");
     assert_eq!(a_contacts[0]["verified"], false);
-    alice.ok(&["verify", "Bao"]);
+    alice.ok(&["verify", BAO]);
     assert_eq!(alice.json(&["contacts", "--json"])[0]["verified"], true);
 
     let opening = "We could accept a ceasefire line along the river, subject to monitoring.";
     let reply = "Monitoring by whom? Our principals would want a neutral party.";
-    alice.ok(&["send", "Bao", opening]);
+    alice.ok(&["send", BAO, opening]);
     let synced = bao.ok(&["sync"]);
     assert!(synced.contains(opening), "sync prints what arrived: {synced}");
-    bao.ok(&["send", "Alice", reply]);
+    bao.ok(&["send", ALICE, reply]);
     alice.ok(&["sync"]);
 
-    let notes = bao.json(&["read", "Alice", "--json"]);
+    let notes = bao.json(&["read", ALICE, "--json"]);
     let note = notes.as_array().unwrap().iter().find(|n| n["kind"] == "note").unwrap();
-    assert_eq!(note["from"], "Alice");
+    assert_eq!(note["from"], ALICE);
     assert_eq!(note["text"], opening);
     assert!(note["sent_at"].as_u64().unwrap() > 1_700_000_000_000);
-    let at_alice = alice.json(&["read", "Bao", "--json"]);
-    assert!(at_alice.as_array().unwrap().iter().any(|n| n["text"] == reply && n["from"] == "Bao"));
+    let at_alice = alice.json(&["read", BAO, "--json"]);
+    assert!(at_alice.as_array().unwrap().iter().any(|n| n["text"] == reply && n["from"] == BAO));
     // Exactly once: a second sync shows nothing new.
     bao.ok(&["sync"]);
-    let again = bao.json(&["read", "Alice", "--json"]);
+    let again = bao.json(&["read", ALICE, "--json"]);
     assert_eq!(again.as_array().unwrap().iter().filter(|n| n["text"] == opening).count(), 1);
 
     // Leave one note on the relay, then search everything it stores.
     let pending = "Thursday in Muscat, if the draft holds.";
-    alice.ok(&["send", "Bao", pending]);
+    alice.ok(&["send", BAO, pending]);
     let held = relay.all_bytes();
     assert!(held.len() > 4096, "the relay holds the pending block");
     let (a_id, a_seal) = alice.identity_keys();
@@ -55,8 +60,8 @@ fn two_parties_negotiate_through_a_relay_that_learns_nothing() {
         ("opening", opening.as_bytes().to_vec()),
         ("reply", reply.as_bytes().to_vec()),
         ("pending note", pending.as_bytes().to_vec()),
-        ("Alice", b"Alice".to_vec()),
-        ("Bao", b"Bao".to_vec()),
+        (ALICE, ALICE.as_bytes().to_vec()),
+        (BAO, BAO.as_bytes().to_vec()),
         ("side", b"Delegation".to_vec()),
         ("alice identity key", a_id),
         ("alice seal key", a_seal),
@@ -70,7 +75,7 @@ fn two_parties_negotiate_through_a_relay_that_learns_nothing() {
     let alice_store = std::fs::read(alice.home.join("party.db")).unwrap();
     assert!(!contains(&alice_store, opening.as_bytes()), "client store is encrypted");
     bao.ok(&["sync"]);
-    assert!(bao.ok(&["read", "Alice"]).contains(pending));
+    assert!(bao.ok(&["read", ALICE]).contains(pending));
 }
 
 #[test]
@@ -107,8 +112,8 @@ fn watch_prints_notes_as_they_arrive() {
     use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let relay = Relay::start(&tmp.path().join("relay"), 0);
-    let alice = Party::new(tmp.path(), "Alice", "A");
-    let bao = Party::new(tmp.path(), "Bao", "B");
+    let alice = Party::new(tmp.path(), ALICE, "A");
+    let bao = Party::new(tmp.path(), BAO, "B");
     introduce(&alice, &bao, &relay);
     let mut watcher = std::process::Command::new(support::BIN)
         .arg("watch")
@@ -119,7 +124,7 @@ fn watch_prints_notes_as_they_arrive() {
         .spawn()
         .unwrap();
     let lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
-    alice.ok(&["send", "Bao", "live over the websocket"]);
+    alice.ok(&["send", BAO, "live over the websocket"]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {

@@ -7,6 +7,11 @@ mod support;
 
 use support::{BIN, Party, Relay, contains};
 
+/// Names searched for in the relay's files must be long enough that random bytes (ciphertext,
+/// fingerprints) cannot hold them by chance: a 3-byte name matches ~1 in 2^24 positions.
+const BAO: &str = "Bao Zhang";
+const ALICE: &str = "Alice";
+
 fn run_verbose(party: &Party, args: &[&str], logs: &mut Vec<u8>) -> String {
     let mut all = vec!["-vvv"];
     all.extend_from_slice(args);
@@ -33,8 +38,8 @@ fn files_under(dir: &std::path::Path, skip_store: bool) -> Vec<u8> {
 fn nothing_secret_in_logs_relay_files_or_client_files() {
     let tmp = tempfile::tempdir().unwrap();
     let relay = Relay::start_with(&tmp.path().join("relay"), 0, &["-vvv"]);
-    let alice = Party::new(tmp.path(), "Alice", "Delegation A");
-    let bao = Party::new(tmp.path(), "Bao", "Delegation B");
+    let alice = Party::new(tmp.path(), ALICE, "Delegation A");
+    let bao = Party::new(tmp.path(), BAO, "Delegation B");
     let mut logs = Vec::new();
 
     let invitation = run_verbose(&alice, &["invite", "--relay", &relay.address], &mut logs);
@@ -42,11 +47,11 @@ fn nothing_secret_in_logs_relay_files_or_client_files() {
     run_verbose(&alice, &["sync"], &mut logs);
     let note_a = "Confidential: our floor is 40 percent, do not share.";
     let note_b = "Understood; we can move to 45 if the timetable holds.";
-    run_verbose(&alice, &["send", "Bao", note_a], &mut logs);
+    run_verbose(&alice, &["send", BAO, note_a], &mut logs);
     run_verbose(&bao, &["sync"], &mut logs);
-    run_verbose(&bao, &["send", "Alice", note_b], &mut logs);
+    run_verbose(&bao, &["send", ALICE, note_b], &mut logs);
     run_verbose(&alice, &["sync"], &mut logs);
-    assert!(run_verbose(&bao, &["read", "Alice"], &mut logs).contains(note_a), "the exchange happened");
+    assert!(run_verbose(&bao, &["read", ALICE], &mut logs).contains(note_a), "the exchange happened");
     assert!(logs.len() > 1000, "verbose logging produced output ({} bytes)", logs.len());
     let _ = BIN;
 
@@ -57,8 +62,8 @@ fn nothing_secret_in_logs_relay_files_or_client_files() {
     let needles: Vec<(&str, Vec<u8>)> = vec![
         ("note A", note_a.as_bytes().to_vec()),
         ("note B", note_b.as_bytes().to_vec()),
-        ("name Alice", b"Alice".to_vec()),
-        ("name Bao", b"Bao".to_vec()),
+        ("name Alice", ALICE.as_bytes().to_vec()),
+        ("name Bao", BAO.as_bytes().to_vec()),
         ("side", b"Delegation".to_vec()),
         ("alice passphrase", alice.passphrase.as_bytes().to_vec()),
         ("bao passphrase", bao.passphrase.as_bytes().to_vec()),

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use backchannel_wire::{Delivered, QueueId, SecretHash};
+use sha2::Digest as _;
 use tokio::sync::{Mutex, mpsc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement, Transaction};
@@ -80,7 +81,7 @@ impl PostgresStore {
         let failed =
             |e: StoreError| RelayError::OpenStore { location: target.shown.clone(), reason: e.to_string() };
         migrate(&mut client).await.map_err(failed)?;
-        let writer_conn = WriterConn::new(client).await.map_err(failed)?;
+        let writer_conn = WriterConn::new(client, &target.wake_channel()).await.map_err(failed)?;
         let reader = Reader::connect(&target).await.map_err(unreachable)?;
         let (writer, rx) = WriterHandle::new();
         let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx));
@@ -173,6 +174,20 @@ impl Target {
         }
         Ok(client)
     }
+
+    /// The notification channel of this deployment. Channels are database-wide, not per
+    /// schema, so relays working in different schemas of one database get different channels
+    /// (hashed: a channel name is an identifier of at most 63 bytes) and never wake each other.
+    fn wake_channel(&self) -> String {
+        match &self.schema {
+            None => listen::CHANNEL.to_owned(),
+            Some(schema) => {
+                let digest = sha2::Sha256::digest(schema.as_bytes());
+                let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}_{tag}", listen::CHANNEL)
+            }
+        }
+    }
 }
 
 /// Quotes an SQL identifier (a schema name).
@@ -261,7 +276,7 @@ struct Statements {
 }
 
 impl WriterConn {
-    async fn new(client: Client) -> Result<Self, StoreError> {
+    async fn new(client: Client, wake_channel: &str) -> Result<Self, StoreError> {
         let s = Statements {
             create: client
                 .prepare(
@@ -298,7 +313,7 @@ impl WriterConn {
                 .prepare("UPDATE queues SET touched_at = GREATEST(touched_at, $1) WHERE recv_id = $2")
                 .await?,
             notify: client
-                .prepare(&format!("SELECT pg_notify('{}', id) FROM unnest($1::text[]) AS id", listen::CHANNEL))
+                .prepare(&format!("SELECT pg_notify('{wake_channel}', id) FROM unnest($1::text[]) AS id"))
                 .await?,
         };
         Ok(Self { client, s })
@@ -328,7 +343,7 @@ async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receive
 }
 
 async fn reconnect(target: &Target) -> Result<WriterConn, StoreError> {
-    WriterConn::new(target.connect().await?).await
+    WriterConn::new(target.connect().await?, &target.wake_channel()).await
 }
 
 type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;
