@@ -218,7 +218,7 @@ pub(crate) fn seal_to(
     };
     let mut session = Session::from_pickle(contact.session);
     let sealed = session.seal(rec.state.id, kind, body.to_vec(), now_ms())?;
-    tx.outbox_push(&OutboxItem::new(&cid, &session.send_route, sealed.blocks))?;
+    tx.outbox_push(&OutboxItem::new(&cid, &session.send_route), &sealed.blocks)?;
     contact.session = session.pickle();
     tx.put(CONTACT, &cid, &contact)?;
     Ok(true)

@@ -70,7 +70,7 @@ impl Party {
             crate::channels::index_contact(tx, &id, &contact.card)?;
             tx.put(ACCEPTED, &id, &now)?;
             tx.append_timeline(&id, &Entry::Joined { from: contact.card.name.clone(), at: now })?;
-            tx.outbox_push(&OutboxItem::new(&id, &route, hello.blocks))?;
+            tx.outbox_push(&OutboxItem::new(&id, &route), &hello.blocks)?;
             // The Hello goes first; what waited for this party (a channel introduction) follows.
             crate::channels::release_waiting(tx, &contact.card.identity_key)?;
             Ok(ContactView::new(&identity.card(), &contact))

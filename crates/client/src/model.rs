@@ -145,7 +145,8 @@ pub struct EntryView {
     pub still_missing: Option<Vec<(u64, u64)>>,
 }
 
-/// One fresh outbound message waiting for its relay: the blocks and where they go.
+/// Where one fresh outbound message goes; its blocks are stored beside it (see
+/// [`crate::store::Tx::outbox_push`]).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct OutboxItem {
     /// The contact it is for, so a refusal can be shown in that conversation.
@@ -153,20 +154,28 @@ pub(crate) struct OutboxItem {
     pub relay: RelayAddress,
     pub send_id: QueueId,
     pub secret: QueueSecret,
-    #[serde(with = "blocks_b64")]
-    pub blocks: Vec<Vec<u8>>,
+    /// Only in items queued before blocks had a column of their own.
+    #[serde(default, rename = "blocks", deserialize_with = "blocks_b64::deserialize", skip_serializing)]
+    pub legacy_blocks: Vec<Vec<u8>>,
 }
 
 impl OutboxItem {
-    pub fn new(contact: &str, route: &backchannel_proto::message::Route, blocks: Vec<Vec<u8>>) -> Self {
+    pub fn new(contact: &str, route: &backchannel_proto::message::Route) -> Self {
         Self {
             contact: contact.to_owned(),
             relay: route.relay.clone(),
             send_id: route.send_id,
             secret: route.send_secret.clone(),
-            blocks,
+            legacy_blocks: Vec::new(),
         }
     }
+}
+
+/// An item in the outbox: its number, where it goes, its blocks.
+pub(crate) struct Queued {
+    pub n: i64,
+    pub item: OutboxItem,
+    pub blocks: Vec<Vec<u8>>,
 }
 
 /// What happened during receiving, for the user to see.
@@ -270,11 +279,7 @@ pub(crate) mod bytes_b64 {
 mod blocks_b64 {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD_NO_PAD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(blocks: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(blocks.iter().map(|b| STANDARD_NO_PAD.encode(b)))
-    }
+    use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
         let texts = Vec::<String>::deserialize(d)?;

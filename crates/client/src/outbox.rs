@@ -8,8 +8,9 @@ use backchannel_proto::session::Session;
 use backchannel_wire::{MAX_BATCH, RelayAddress, SendItem, SendOutcome};
 
 use crate::error::{ClientError, Result};
-use crate::model::{CONTACT, Entry, OutboxItem};
+use crate::model::{CONTACT, Entry, OutboxItem, Queued};
 use crate::party::{Party, find_contact, now_ms};
+use crate::store::{OutboxRow, Tx};
 
 /// Largest note text, in bytes.
 pub const MAX_NOTE: usize = 1024 * 1024;
@@ -62,7 +63,7 @@ impl Party {
                     rephrased: false,
                 };
                 tx.append_timeline(&id, &entry)?;
-                tx.outbox_push(&OutboxItem::new(&id, &session.send_route, sealed.blocks))?;
+                tx.outbox_push(&OutboxItem::new(&id, &session.send_route), &sealed.blocks)?;
             }
             contact.session = session.pickle();
             tx.put(CONTACT, &id, &contact)
@@ -71,14 +72,14 @@ impl Party {
 
     /// Delivers what the outbox holds, relay by relay. Items a relay did not fully store stay.
     pub async fn flush_outbox(&mut self) -> Result<FlushReport> {
-        let items: Vec<(i64, OutboxItem)> = self.store.tx(|tx| tx.outbox())?;
-        let mut by_relay: BTreeMap<String, (RelayAddress, Vec<(i64, OutboxItem)>)> = BTreeMap::new();
-        for (n, item) in items {
+        let items = self.store.tx(|tx| queued(tx))?;
+        let mut by_relay: BTreeMap<String, (RelayAddress, Vec<Queued>)> = BTreeMap::new();
+        for q in items {
             by_relay
-                .entry(item.relay.to_string())
-                .or_insert_with(|| (item.relay.clone(), Vec::new()))
+                .entry(q.item.relay.to_string())
+                .or_insert_with(|| (q.item.relay.clone(), Vec::new()))
                 .1
-                .push((n, item));
+                .push(q);
         }
         let mut report = FlushReport::default();
         for (_, (relay, items)) in by_relay {
@@ -108,20 +109,16 @@ impl Party {
 
     /// Sends whole items in batches; returns how many items were fully stored (and removed).
     /// Returns how many items were stored, and how many refused.
-    async fn flush_to(
-        &mut self,
-        relay: &RelayAddress,
-        items: &[(i64, OutboxItem)],
-    ) -> Result<(usize, usize)> {
+    async fn flush_to(&mut self, relay: &RelayAddress, items: &[Queued]) -> Result<(usize, usize)> {
         let mut client = self.take_relay(relay).await?;
         let (mut sent, mut refused_total) = (0, 0);
         for chunk in batches(items) {
             let send_items: Vec<SendItem> = chunk
                 .iter()
-                .flat_map(|(_, it)| {
-                    it.blocks.iter().map(|b| SendItem {
-                        send_id: it.send_id,
-                        secret: it.secret.clone(),
+                .flat_map(|q| {
+                    q.blocks.iter().map(|b| SendItem {
+                        send_id: q.item.send_id,
+                        secret: q.item.secret.clone(),
                         block: b.clone(),
                     })
                 })
@@ -129,13 +126,13 @@ impl Party {
             let results = client.send(send_items).await?.results;
             let mut offset = 0;
             let (mut done, mut refused) = (Vec::new(), Vec::new());
-            for (n, it) in chunk {
-                let outcomes = results.get(offset..offset + it.blocks.len()).unwrap_or(&[]);
-                offset += it.blocks.len();
-                if outcomes.len() == it.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
-                    done.push(*n);
+            for q in chunk {
+                let outcomes = results.get(offset..offset + q.blocks.len()).unwrap_or(&[]);
+                offset += q.blocks.len();
+                if outcomes.len() == q.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
+                    done.push(q.n);
                 } else if outcomes.contains(&SendOutcome::Refused) {
-                    refused.push((*n, it.contact.as_str()));
+                    refused.push((q.n, q.item.contact.as_str()));
                 }
             }
             sent += done.len();
@@ -152,9 +149,22 @@ impl Party {
     }
 }
 
+/// What the outbox holds, in order; items queued by earlier versions bring their blocks in
+/// their header.
+fn queued(tx: &Tx<'_>) -> Result<Vec<Queued>> {
+    let items: Vec<OutboxRow<OutboxItem>> = tx.outbox()?;
+    Ok(items
+        .into_iter()
+        .map(|(n, mut item, blocks)| {
+            let blocks = if blocks.is_empty() { std::mem::take(&mut item.legacy_blocks) } else { blocks };
+            Queued { n, item, blocks }
+        })
+        .collect())
+}
+
 /// The relay refused the item: the contact's queue is gone (expired or deleted). Resending
 /// cannot help, so it leaves the outbox and the conversation says so.
-fn give_up(tx: &crate::store::Tx<'_>, n: i64, contact: &str) -> Result<()> {
+fn give_up(tx: &Tx<'_>, n: i64, contact: &str) -> Result<()> {
     tx.outbox_remove(n)?;
     let detail = "not delivered: the relay no longer has this contact's queue (expired or deleted); \
                   exchange a new invitation";
@@ -166,18 +176,66 @@ fn give_up(tx: &crate::store::Tx<'_>, n: i64, contact: &str) -> Result<()> {
 
 /// Groups items so each request carries at most `MAX_BATCH` blocks (a larger item goes alone
 /// and the relay refuses it with a clear error).
-fn batches(items: &[(i64, OutboxItem)]) -> Vec<&[(i64, OutboxItem)]> {
+fn batches(items: &[Queued]) -> Vec<&[Queued]> {
     let mut out = Vec::new();
     let (mut start, mut blocks) = (0, 0);
-    for (i, (_, it)) in items.iter().enumerate() {
-        if blocks > 0 && blocks + it.blocks.len() > MAX_BATCH {
+    for (i, q) in items.iter().enumerate() {
+        if blocks > 0 && blocks + q.blocks.len() > MAX_BATCH {
             out.push(&items[start..i]);
             (start, blocks) = (i, 0);
         }
-        blocks += it.blocks.len();
+        blocks += q.blocks.len();
     }
     if start < items.len() {
         out.push(&items[start..]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use backchannel_proto::crypto::SecretKey;
+    use backchannel_proto::message::Route;
+    use backchannel_wire::{QueueId, QueueSecret};
+
+    use super::*;
+    use crate::store::{Passphrase, Store};
+
+    fn route() -> Route {
+        Route {
+            relay: "bcr://127.0.0.1:4443#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap(),
+            block_size: 1024,
+            send_id: QueueId::random(),
+            send_secret: QueueSecret::random(),
+            block_key: SecretKey([3; 32]),
+        }
+    }
+
+    /// A store written before blocks had a column of their own still delivers what it queued,
+    /// in order with what is queued after the upgrade.
+    #[test]
+    fn items_queued_before_the_upgrade_keep_their_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(dir.path(), &Passphrase::new("p".into())).unwrap();
+        let (old, new) = (vec![vec![1u8; 1024], vec![2u8; 1024]], vec![vec![5u8; 1024]]);
+        store
+            .tx(|tx| {
+                let mut header = serde_json::to_value(OutboxItem::new("c1", &route())).unwrap();
+                let b64: Vec<String> = old.iter().map(|b| base64_no_pad(b)).collect();
+                header["blocks"] = serde_json::json!(b64);
+                tx.outbox_push_legacy(&header)?;
+                tx.outbox_push(&OutboxItem::new("c2", &route()), &new)
+            })
+            .unwrap();
+        let items = store.tx(|tx| queued(tx)).unwrap();
+        let got: Vec<(&str, &Vec<Vec<u8>>)> =
+            items.iter().map(|q| (q.item.contact.as_str(), &q.blocks)).collect();
+        assert_eq!(got, [("c1", &old), ("c2", &new)]);
+    }
+
+    fn base64_no_pad(b: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(b)
+    }
 }

@@ -16,7 +16,10 @@ pub use kdf::Passphrase;
 use crate::error::{ClientError, Result};
 
 const DB_FILE: &str = "party.db";
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_outbox_blocks.sql"),
+];
 const CHECK_LABEL: &[u8] = b"backchannel/store-check/v1";
 
 /// An open, unlocked store.
@@ -135,6 +138,9 @@ impl Store {
     }
 }
 
+/// An outbox row: its number, its opened header, its blocks.
+pub type OutboxRow<T> = (i64, T, Vec<Vec<u8>>);
+
 /// One transaction over the store; values are sealed and opened transparently.
 pub struct Tx<'a> {
     inner: rusqlite::Transaction<'a>,
@@ -146,6 +152,10 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     fn err(&self, e: &rusqlite::Error) -> ClientError {
         db_error(self.dir, e)
+    }
+
+    fn damaged(&self, why: String) -> ClientError {
+        ClientError::Store { path: self.dir.display().to_string(), why: format!("store damaged: {why}") }
     }
 
     fn seal<T: Serialize>(&self, aad: &str, value: &T) -> Result<Vec<u8>> {
@@ -251,28 +261,57 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn outbox_push<T: Serialize>(&self, item: &T) -> Result<()> {
+    /// Queues one outbound item: `header` (route, secret, contact) sealed like every record;
+    /// `blocks` as they are. They are already sealed for their recipient (the session's Olm
+    /// and block keys authenticate every byte), padded to the route's block size, exactly what
+    /// the relay will hold; sealing them again would cost a fan-out to 49 members ~200 KB of
+    /// extra encryption and encoding per note and hide nothing.
+    pub fn outbox_push<T: Serialize>(&self, header: &T, blocks: &[Vec<u8>]) -> Result<()> {
         let n: i64 = self
             .inner
             .prepare_cached("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(&e))?;
-        let sealed = self.seal(&format!("outbox/{n}"), item)?;
+        let sealed = self.seal(&format!("outbox/{n}"), header)?;
         self.inner
-            .prepare_cached("INSERT INTO outbox (n, v) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![n, sealed]))
+            .prepare_cached("INSERT INTO outbox (n, v, blocks) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![n, sealed, frame_blocks(blocks)]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
-    pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<(i64, T)>> {
-        let mut stmt =
-            self.inner.prepare_cached("SELECT n, v FROM outbox ORDER BY n").map_err(|e| self.err(&e))?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    /// Every queued item in order, with its blocks (empty for an item queued by a version
+    /// that kept the blocks inside the sealed header).
+    pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<OutboxRow<T>>> {
+        let mut stmt = self
+            .inner
+            .prepare_cached("SELECT n, v, blocks FROM outbox ORDER BY n")
+            .map_err(|e| self.err(&e))?;
+        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .and_then(Iterator::collect)
             .map_err(|e| self.err(&e))?;
-        rows.into_iter().map(|(n, v)| Ok((n, self.open(&format!("outbox/{n}"), &v)?))).collect()
+        rows.into_iter()
+            .map(|(n, v, blocks)| {
+                let header = self.open(&format!("outbox/{n}"), &v)?;
+                let blocks = match blocks {
+                    None => Vec::new(),
+                    Some(framed) => unframe_blocks(&framed)
+                        .ok_or_else(|| self.damaged(format!("outbox item {n} has malformed blocks")))?,
+                };
+                Ok((n, header, blocks))
+            })
+            .collect()
+    }
+
+    /// Queues an item as versions before migration 2 did: blocks inside the sealed header.
+    #[cfg(test)]
+    pub(crate) fn outbox_push_legacy(&self, header: &serde_json::Value) -> Result<()> {
+        let n: i64 =
+            self.inner.query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox", [], |r| r.get(0)).unwrap();
+        let sealed = self.seal(&format!("outbox/{n}"), header)?;
+        self.inner.execute("INSERT INTO outbox (n, v) VALUES (?1, ?2)", params![n, sealed]).unwrap();
+        Ok(())
     }
 
     pub fn outbox_remove(&self, n: i64) -> Result<()> {
@@ -345,6 +384,35 @@ fn restrict_dir(dir: &Path) {
     }
 }
 
+/// Blocks as one column: their count, then each as its length and bytes (big-endian u32s).
+fn frame_blocks(blocks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + blocks.iter().map(|b| b.len() + 4).sum::<usize>());
+    out.extend_from_slice(&(blocks.len() as u32).to_be_bytes());
+    for b in blocks {
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// The inverse of [`frame_blocks`]; `None` if the column was cut, extended or altered.
+fn unframe_blocks(framed: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let take_u32 = |rest: &mut &[u8]| -> Option<usize> {
+        let (n, tail) = rest.split_first_chunk::<4>()?;
+        *rest = tail;
+        Some(u32::from_be_bytes(*n) as usize)
+    };
+    let mut rest = framed;
+    let count = take_u32(&mut rest)?;
+    let mut blocks = Vec::with_capacity(count.min(rest.len() / 4));
+    for _ in 0..count {
+        let len = take_u32(&mut rest)?;
+        blocks.push(rest.get(..len)?.to_vec());
+        rest = &rest[len..];
+    }
+    rest.is_empty().then_some(blocks)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -382,6 +450,45 @@ mod tests {
         let needle = b"Ambassador";
         assert!(!raw.windows(needle.len()).any(|w| w == needle));
         assert!(!wal.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn outbox_items_keep_their_blocks_in_order_and_seal_their_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path(), &pass("p")).unwrap();
+        let blocks = vec![vec![7u8; 4096], vec![9u8; 4096], Vec::new()];
+        s.tx(|tx| {
+            tx.outbox_push(&"to Ambassador Zhou", &blocks)?;
+            tx.outbox_push(&"second", &blocks[..1])
+        })
+        .unwrap();
+        let items: Vec<OutboxRow<String>> = s.tx(|tx| tx.outbox()).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[0].1.as_str(), &items[0].2), ("to Ambassador Zhou", &blocks));
+        assert_eq!((items[1].1.as_str(), &items[1].2[..]), ("second", &blocks[..1]));
+        s.tx(|tx| tx.outbox_remove(items[0].0)).unwrap();
+        assert_eq!(s.tx(|tx| tx.outbox::<String>()).unwrap().len(), 1);
+        drop(s);
+        let raw = [
+            std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+            std::fs::read(dir.path().join("party.db-wal")).unwrap_or_default(),
+        ]
+        .concat();
+        assert!(!raw.windows(10).any(|w| w == b"Ambassador"), "an outbox header is in the clear");
+    }
+
+    #[test]
+    fn cut_or_altered_block_columns_are_refused() {
+        let framed = frame_blocks(&[vec![1, 2, 3], vec![4]]);
+        assert_eq!(unframe_blocks(&framed), Some(vec![vec![1, 2, 3], vec![4]]));
+        assert_eq!(unframe_blocks(&frame_blocks(&[])), Some(Vec::new()));
+        for cut in 0..framed.len() {
+            assert_eq!(unframe_blocks(&framed[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(unframe_blocks(&[framed.as_slice(), &[0]].concat()), None, "a byte appended");
+        let mut longer = framed.clone();
+        longer[7] = 200;
+        assert_eq!(unframe_blocks(&longer), None, "a length altered");
     }
 
     #[test]
