@@ -314,4 +314,8 @@ pub struct RelayArgs {
     /// a full disk until recipients fetch and acknowledge.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_store_mb: Option<u64>,
+    /// Queues the whole relay creates per second, whatever the number of connections asking
+    /// (bursts of ten times as many); past it, creations get `429`.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_rate: u32,
 }

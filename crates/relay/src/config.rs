@@ -25,6 +25,11 @@ pub struct RelayConfig {
     pub rate_per_sec: u32,
     /// ...and in a burst.
     pub rate_burst: u32,
+    /// Queues the whole relay creates per second, on average, whatever the number of
+    /// connections asking (a flood from many connections is refused with `429`)...
+    pub queue_creations_per_sec: u32,
+    /// ...and in a burst.
+    pub queue_creation_burst: u32,
     /// How often expired blocks and idle queues are purged.
     pub purge_interval: Duration,
     /// Most queues one WebSocket may follow.
@@ -55,6 +60,8 @@ impl Default for RelayConfig {
             max_connections: 1024,
             rate_per_sec: 2_000,
             rate_burst: 4_000,
+            queue_creations_per_sec: 100,
+            queue_creation_burst: 1_000,
             purge_interval: Duration::from_secs(60),
             max_subscriptions: 1024,
             handshake_timeout: Duration::from_secs(10),
@@ -85,6 +92,9 @@ impl RelayConfig {
         }
         if self.rate_per_sec == 0 || self.rate_burst == 0 {
             return bad("the request rate and burst must be above zero".into());
+        }
+        if self.queue_creations_per_sec == 0 || self.queue_creation_burst == 0 {
+            return bad("the queue creation rate and burst must be above zero".into());
         }
         if self.handshake_timeout.is_zero() || self.header_timeout.is_zero() || self.body_timeout.is_zero() {
             return bad("the handshake, header and body timeouts must be above zero".into());

@@ -3,7 +3,8 @@
 //! status mapping).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -21,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::error::ApiFailure;
-use crate::limits::read_body;
+use crate::limits::{TokenBucket, read_body};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::{AnyStore, NewQueue, PutItem, PutResult, unix_now};
@@ -41,6 +42,9 @@ pub(crate) struct AppState {
     pub metrics: Arc<Metrics>,
     /// Turns true when the relay begins shutting down.
     pub stopping: watch::Receiver<bool>,
+    /// Relay-wide limit on new queues (per-connection limits alone let many connections
+    /// together create queues without bound).
+    pub new_queues: Arc<Mutex<TokenBucket>>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -69,6 +73,11 @@ async fn create_queue(
         parse_json(&read_body(&headers, body, (MAX_JSON_BODY, s.config.body_timeout), "a request").await?)?;
     if req.recv_hash == req.send_hash {
         return Err(ApiError::BadRequest("the receive and send secrets must differ".into()).into());
+    }
+    let allowed =
+        s.new_queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).try_take(Instant::now());
+    if !allowed {
+        return Err(ApiError::RateLimited.into());
     }
     for _ in 0..CREATE_ATTEMPTS {
         let queue = NewQueue {

@@ -42,12 +42,15 @@ pub async fn run(
     config.validate()?;
     let (stop, stopping) = watch::channel(false);
     let grace = config.shutdown_grace;
+    let new_queues =
+        TokenBucket::new(config.queue_creations_per_sec, config.queue_creation_burst, Instant::now());
     let state = AppState {
         store,
         config: Arc::new(config),
         notifier: Arc::new(Notifier::default()),
         metrics: Arc::new(Metrics::default()),
         stopping,
+        new_queues: Arc::new(Mutex::new(new_queues)),
     };
     let purge = tokio::spawn(purge_loop(state.clone()));
     let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.notifier))));

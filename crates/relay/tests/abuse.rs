@@ -278,15 +278,22 @@ async fn oversized_bodies_are_refused_unread_in_bulk() {
 }
 
 /// 2. Queue-creation floods. From one connection: the per-connection token bucket answers
-/// `429 rate_limited` once the burst is spent. From many connections: each has its own bucket
-/// and there is no relay-wide cap on queues, so all of them succeed (queues live in SQLite on
-/// disk and are purged after the TTL idle); the memory bound is a flat 32 MiB (SQLite caches,
-/// 32 TLS connections of both ends), independent of the number of queues.
+/// `429 rate_limited` once the burst is spent. From many connections: each has its own bucket,
+/// and the relay-wide bucket (`queue_creations_per_sec`, 100/s by default; pinned by
+/// `api.rs`) is set out of reach here so the flood really lands (queues live in SQLite on disk
+/// and are purged after the TTL idle); the memory bound is a flat 32 MiB (SQLite caches, 32 TLS
+/// connections of both ends), independent of the number of queues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_creation_floods_are_rate_limited_per_connection_not_in_total() {
     let _serial = SERIAL.lock().await;
     let (rate, burst) = (200u32, 400u32);
-    let config = RelayConfig { rate_per_sec: rate, rate_burst: burst, ..RelayConfig::default() };
+    let config = RelayConfig {
+        rate_per_sec: rate,
+        rate_burst: burst,
+        queue_creations_per_sec: 1_000_000,
+        queue_creation_burst: 1_000_000,
+        ..RelayConfig::default()
+    };
     let (relay, _dir) = start_relay(config).await;
     let address = relay.address().clone();
     let probe = Probe::start(&address).await;

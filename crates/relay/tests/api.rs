@@ -5,8 +5,8 @@ mod support;
 
 use backchannel_relay::RelayConfig;
 use backchannel_wire::{
-    ApiErrorBody, QueueId, QueueSecret, RelayAddress, SendBatch, SendItem, SendOutcome, WsClientMessage,
-    WsServerMessage,
+    ApiErrorBody, CreateQueueRequest, QueueId, QueueSecret, RelayAddress, SendBatch, SendItem, SendOutcome,
+    WsClientMessage, WsServerMessage,
 };
 use hyper::{Method, StatusCode};
 use support::{Client, Frame, random_block, start_relay, ws_connect, ws_next, ws_quiet, ws_send};
@@ -228,6 +228,42 @@ async fn healthz_and_metrics() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
+    relay.shutdown().await;
+}
+
+/// Queue creation has a relay-wide limit too: fresh connections, each far under its own
+/// limit, are refused once the relay's bucket is spent.
+#[tokio::test]
+async fn queue_creation_is_limited_across_connections() {
+    let config =
+        RelayConfig { queue_creations_per_sec: 1, queue_creation_burst: 3, ..RelayConfig::default() };
+    let (relay, _dir) = start_relay(config).await;
+    let start = std::time::Instant::now();
+    let mut created = 0;
+    let refused = loop {
+        let mut c = Client::connect(relay.address()).await;
+        let (r, s) = (QueueSecret::random(), QueueSecret::random());
+        let body =
+            serde_json::to_vec(&CreateQueueRequest { recv_hash: r.hash(), send_hash: s.hash() }).unwrap();
+        let (status, reply) = c.request(Method::POST, "/v1/queues", None, body).await;
+        match status {
+            StatusCode::CREATED if created < 20 => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => break reply,
+            other => panic!("{other} after {created} queues were created"),
+        }
+    };
+    assert_eq!(error_body(&refused).error, "rate_limited");
+    let allowed = 3.0 + start.elapsed().as_secs_f64();
+    assert!(
+        created >= 3 && f64::from(created) <= allowed,
+        "{created} queues passed a bucket allowing {allowed:.1}"
+    );
+    let mut other = Client::connect(relay.address()).await;
+    assert_eq!(
+        other.request(Method::GET, "/healthz", None, Vec::new()).await.0,
+        StatusCode::OK,
+        "other requests pass"
+    );
     relay.shutdown().await;
 }
 

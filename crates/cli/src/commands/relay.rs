@@ -13,6 +13,8 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         block_size: args.block_size,
         ttl: config::duration(&args.ttl)?,
         max_store_bytes: args.max_store_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
+        queue_creations_per_sec: args.queue_rate,
+        queue_creation_burst: args.queue_rate.saturating_mul(10),
         ..RelayConfig::default()
     };
     let options = RelayOptions {
