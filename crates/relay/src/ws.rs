@@ -72,9 +72,16 @@ impl Session {
         let (out, outbox) = mpsc::channel(OUTBOX);
         let writer = tokio::spawn(write_frames(sink, outbox));
         let mut stopping = state.stopping.clone();
+        // A socket must follow a queue within the header timeout, the same bound an idle
+        // HTTP connection gets: otherwise it only holds a connection slot.
+        let idle_deadline = tokio::time::Instant::now() + state.config.header_timeout;
         let mut session = Self { state, conn, out, followers: HashMap::new() };
         loop {
             tokio::select! {
+                () = tokio::time::sleep_until(idle_deadline), if session.followers.is_empty() => {
+                    session.close_idle().await;
+                    break;
+                }
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
                     Some(Ok(Message::Binary(_))) => {
@@ -91,6 +98,14 @@ impl Session {
         }
         drop(session.out);
         let _ = writer.await;
+    }
+
+    /// Tells a socket that followed nothing in time why it is closed, and closes it.
+    async fn close_idle(&self) {
+        let secs = self.state.config.header_timeout.as_secs_f64();
+        let reason = format!("idle: a WebSocket must follow a queue within {secs} s");
+        let close = CloseFrame { code: close_code::POLICY, reason: reason.into() };
+        let _ = self.out.send(Message::Close(Some(close))).await;
     }
 
     async fn on_text(&mut self, text: &str) {

@@ -521,8 +521,10 @@ async fn slow_clients_are_timed_out_and_do_not_starve_others() {
 }
 
 /// 4. Many idle WebSockets: 400 sockets, half following nothing and half following one queue,
-/// held open past the header timeout (1 s here: it must not cut off upgraded sockets). A block
-/// sent to the queue then reaches all its followers; the probe is served meanwhile. Memory
+/// held open past the header timeout (1 s here). A socket that follows nothing by then only
+/// holds a slot: the relay closes it with a close frame that says why. A socket that follows
+/// a queue is kept however quiet it is: a block sent to the queue then reaches all its
+/// followers. The probe is served meanwhile. Memory
 /// bound: 400 × 96 KiB (TLS, WebSocket and follower state of both ends; measured ~55 KiB) +
 /// 16 MiB. With tungstenite's default 128 KiB read buffer on the relay side it was ~180 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,10 +573,33 @@ async fn many_idle_websockets_stay_cheap_and_others_are_served() {
         .await;
     assert_eq!(followers.len(), n / 2);
     assert!(followers.iter().all(|(id, b)| *id == q.recv_id && *b == block));
-    eprintln!("[idle websockets] {n} open; the block reached all {} followers", followers.len());
+    let closed = futures_util::future::join_all(
+        sockets.iter_mut().filter(|(f, _)| !*f).map(|(_, ws)| closed_as_idle(ws)),
+    )
+    .await;
+    assert_eq!(closed.len(), n / 2);
+    eprintln!(
+        "[idle websockets] {n} open; the block reached all {} followers; the {} following nothing were closed: {:?}",
+        followers.len(),
+        closed.len(),
+        closed[0]
+    );
     probe.finish("idle websockets").await;
     drop(sockets);
     relay.shutdown().await;
+}
+
+/// Reads a socket that followed nothing until the relay's close frame; returns its reason.
+async fn closed_as_idle(ws: &mut Ws) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("no close within 10 s");
+    match frame {
+        Some(Ok(Message::Close(Some(close)))) => {
+            assert_eq!(u16::from(close.code), 1008, "policy violation");
+            assert!(close.reason.contains("must follow a queue within 1 s"), "{}", close.reason);
+            close.reason.to_string()
+        }
+        other => panic!("expected the relay's close frame, got {other:?}"),
+    }
 }
 
 /// A WebSocket whose client end reads through a 4 KiB buffer (the default is 128 KiB), so the
