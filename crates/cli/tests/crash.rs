@@ -52,9 +52,14 @@ fn settle(alice: &Party, bao: &Party) {
     bao.ok(&["sync"]);
 }
 
+/// Kills per store: 10 in every `cargo test`; `CRASH_ROUNDS=N` for a longer run.
+fn kill_rounds() -> usize {
+    std::env::var("CRASH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(10)
+}
+
 #[test]
 fn relay_killed_mid_send_loses_nothing_acknowledged_and_shows_nothing_twice() {
-    relay_kill_loop(Pair::introduced(), "SQLite", 5);
+    relay_kill_loop(Pair::introduced(), "SQLite", kill_rounds());
 }
 
 /// The same against the PostgreSQL store, in a schema of its own, when a server answers at
@@ -72,7 +77,7 @@ fn relay_on_postgresql_killed_mid_send_loses_nothing_acknowledged() {
         return;
     }
     let store = format!("{url}?options=-csearch_path%3D{schema}");
-    relay_kill_loop(Pair::introduced_on(&["--store".into(), store]), "PostgreSQL", 5);
+    relay_kill_loop(Pair::introduced_on(&["--store".into(), store]), "PostgreSQL", kill_rounds());
     let _ = admin(&url, &format!("DROP SCHEMA {schema} CASCADE"));
 }
 
