@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backchannel_client::RelayClient;
-use backchannel_relay::RelayOptions;
+use backchannel_relay::{RelayConfig, RelayOptions};
 use backchannel_wire::RelayAddress;
 use tokio::task::JoinSet;
 
@@ -25,7 +25,15 @@ pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
     // First start creates the schema; measure the empty, checkpointed store.
     backchannel_relay::start(RelayOptions::new(listen, &data)).await?.shutdown().await;
     let disk_before = dir_bytes(&data)?;
-    let relay = backchannel_relay::start(RelayOptions::new(listen, &data)).await?;
+    let mut options = RelayOptions::new(listen, &data);
+    // The relay-wide limit on new queues (100/s) guards against floods; here it would cap
+    // the very thing measured.
+    options.config = RelayConfig {
+        queue_creations_per_sec: 1_000_000,
+        queue_creation_burst: 1_000_000,
+        ..RelayConfig::default()
+    };
+    let relay = backchannel_relay::start(options).await?;
     let created = async {
         create(relay.address(), CREATORS).await?; // warms the connection and request paths
         let rss_before = rss_bytes()?;

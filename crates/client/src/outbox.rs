@@ -150,16 +150,19 @@ impl Party {
 }
 
 /// What the outbox holds, in order; items queued by earlier versions bring their blocks in
-/// their header.
+/// their header. An item without blocks was damaged (every item is queued with at least one).
 fn queued(tx: &Tx<'_>) -> Result<Vec<Queued>> {
     let items: Vec<OutboxRow<OutboxItem>> = tx.outbox()?;
-    Ok(items
+    items
         .into_iter()
         .map(|(n, mut item, blocks)| {
-            let blocks = if blocks.is_empty() { std::mem::take(&mut item.legacy_blocks) } else { blocks };
-            Queued { n, item, blocks }
+            let blocks = blocks.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
+            if blocks.is_empty() {
+                return Err(tx.damaged(format!("outbox item {n} has no blocks")));
+            }
+            Ok(Queued { n, item, blocks })
         })
-        .collect())
+        .collect()
 }
 
 /// The relay refused the item: the contact's queue is gone (expired or deleted). Resending
@@ -232,6 +235,9 @@ mod tests {
         let got: Vec<(&str, &Vec<Vec<u8>>)> =
             items.iter().map(|q| (q.item.contact.as_str(), &q.blocks)).collect();
         assert_eq!(got, [("c1", &old), ("c2", &new)]);
+        store.execute_raw("UPDATE outbox SET blocks = NULL WHERE n = 2");
+        let err = store.tx(|tx| queued(tx).map(drop)).unwrap_err();
+        assert!(err.to_string().contains("outbox item 2 has no blocks"), "{err}");
     }
 
     fn base64_no_pad(b: &[u8]) -> String {

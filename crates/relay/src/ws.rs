@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Extension;
 use axum::extract::State;
@@ -56,6 +57,8 @@ pub(crate) async fn upgrade(
 struct Follower {
     hash: SecretHash,
     task: JoinHandle<()>,
+    /// Set once the store accepted the capability: only then does the socket follow a queue.
+    verified: Arc<AtomicBool>,
 }
 
 struct Session {
@@ -72,15 +75,21 @@ impl Session {
         let (out, outbox) = mpsc::channel(OUTBOX);
         let writer = tokio::spawn(write_frames(sink, outbox));
         let mut stopping = state.stopping.clone();
-        // A socket must follow a queue within the header timeout, the same bound an idle
-        // HTTP connection gets: otherwise it only holds a connection slot.
-        let idle_deadline = tokio::time::Instant::now() + state.config.header_timeout;
+        // A socket must follow a queue (with a capability the store accepted) within the
+        // header timeout, the same bound an idle HTTP connection gets: otherwise it only holds
+        // a connection slot. Checked once, at the deadline.
+        let idle_check = tokio::time::sleep(state.config.header_timeout);
+        tokio::pin!(idle_check);
+        let mut checked = false;
         let mut session = Self { state, conn, out, followers: HashMap::new() };
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(idle_deadline), if session.followers.is_empty() => {
-                    session.close_idle().await;
-                    break;
+                () = &mut idle_check, if !checked => {
+                    checked = true;
+                    if !session.follows_a_queue() {
+                        session.close_idle().await;
+                        break;
+                    }
                 }
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
@@ -100,10 +109,14 @@ impl Session {
         let _ = writer.await;
     }
 
+    fn follows_a_queue(&self) -> bool {
+        self.followers.values().any(|f| f.verified.load(Ordering::Relaxed))
+    }
+
     /// Tells a socket that followed nothing in time why it is closed, and closes it.
     async fn close_idle(&self) {
         let secs = self.state.config.header_timeout.as_secs_f64();
-        let reason = format!("idle: a WebSocket must follow a queue within {secs} s");
+        let reason = format!("idle: a WebSocket must follow a queue (with its secret) within {secs} s");
         let close = CloseFrame { code: close_code::POLICY, reason: reason.into() };
         let _ = self.out.send(Message::Close(Some(close))).await;
     }
@@ -133,8 +146,10 @@ impl Session {
                 .await;
         }
         let hash = secret.hash();
-        let task = tokio::spawn(follow(self.state.clone(), recv_id, hash, self.out.clone()));
-        if let Some(old) = self.followers.insert(recv_id, Follower { hash, task }) {
+        let verified = Arc::new(AtomicBool::new(false));
+        let task =
+            tokio::spawn(follow(self.state.clone(), recv_id, hash, self.out.clone(), Arc::clone(&verified)));
+        if let Some(old) = self.followers.insert(recv_id, Follower { hash, task, verified }) {
             old.task.abort();
         }
     }
@@ -175,7 +190,13 @@ impl Session {
 }
 
 /// Pushes a queue's blocks: the backlog, then each newly committed block, each seq once.
-async fn follow(state: AppState, recv_id: QueueId, hash: SecretHash, out: mpsc::Sender<Message>) {
+async fn follow(
+    state: AppState,
+    recv_id: QueueId,
+    hash: SecretHash,
+    out: mpsc::Sender<Message>,
+    verified: Arc<AtomicBool>,
+) {
     // Taken before the first read, so a block committed during it still wakes us.
     let mut wake = state.notifier.follow(recv_id);
     let mut last = 0;
@@ -193,6 +214,7 @@ async fn follow(state: AppState, recv_id: QueueId, hash: SecretHash, out: mpsc::
         };
         if !subscribed {
             subscribed = true;
+            verified.store(true, Ordering::Relaxed);
             refresh_if_idle(&state, recv_id, fetched.touched_at);
             if out.send(text(&WsServerMessage::Subscribed { recv_id })).await.is_err() {
                 return;

@@ -1,7 +1,8 @@
 //! The relay under abuse (issue #5): each test hosts a relay in-process, abuses it, and shows
 //! that (a) every abuse gets a clear refusal, (b) the process's resident memory grows by no
 //! more than a stated bound, and (c) a well-behaved client doing create/send/fetch round trips
-//! on its own connection keeps being served with a p99 under one second meanwhile.
+//! on its own connection keeps being served meanwhile (p99 under 3 s asserted, a bound against
+//! starvation on a loaded machine; the measured p99s are tens of milliseconds).
 //!
 //! The tests run one at a time (`SERIAL`) so their RSS measurements do not mix. RSS covers the
 //! whole test process: the relay *and* the abusing clients, so the bounds are generous on
@@ -284,7 +285,7 @@ async fn oversized_bodies_are_refused_unread_in_bulk() {
 /// and are purged after the TTL idle); the memory bound is a flat 32 MiB (SQLite caches, 32 TLS
 /// connections of both ends), independent of the number of queues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_creation_floods_are_rate_limited_per_connection_not_in_total() {
+async fn queue_creation_floods_are_rate_limited_per_connection() {
     let _serial = SERIAL.lock().await;
     let (rate, burst) = (200u32, 400u32);
     let config = RelayConfig {
@@ -521,8 +522,9 @@ async fn slow_clients_are_timed_out_and_do_not_starve_others() {
 }
 
 /// 4. Many idle WebSockets: 400 sockets, half following nothing and half following one queue,
-/// held open past the header timeout (1 s here). A socket that follows nothing by then only
-/// holds a slot: the relay closes it with a close frame that says why. A socket that follows
+/// held open past the header timeout (3 s here). A socket that follows nothing by then only
+/// holds a slot: the relay closes it with a close frame that says why; so it does when the
+/// socket asked to follow a queue with a wrong secret (half of those following nothing). A socket that follows
 /// a queue is kept however quiet it is: a block sent to the queue then reaches all its
 /// followers. The probe is served meanwhile. Memory
 /// bound: 400 × 96 KiB (TLS, WebSocket and follower state of both ends; measured ~55 KiB) +
@@ -530,7 +532,7 @@ async fn slow_clients_are_timed_out_and_do_not_starve_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_websockets_stay_cheap_and_others_are_served() {
     let _serial = SERIAL.lock().await;
-    let config = RelayConfig { header_timeout: Duration::from_secs(1), ..RelayConfig::default() };
+    let config = RelayConfig { header_timeout: Duration::from_secs(3), ..RelayConfig::default() };
     let (relay, _dir) = start_relay(config).await;
     let address = relay.address().clone();
     let q = Client::connect(&address).await.create_queue().await;
@@ -543,12 +545,16 @@ async fn many_idle_websockets_stay_cheap_and_others_are_served() {
         let opened = futures_util::future::join_all((0..50).map(|i| {
             let address = address.clone();
             let follow = (batch * 50 + i) % 2 == 0;
+            let wrong_secret = (batch * 50 + i) % 4 == 1;
             let (recv_id, secret) = (q.recv_id, q.recv_secret.to_hex());
             async move {
                 let mut ws = ws_connect_small(&address).await;
                 if follow {
                     ws_send(&mut ws, &WsClientMessage::Subscribe { recv_id, secret }).await;
                     assert_eq!(ws_next(&mut ws).await, Frame::Text(WsServerMessage::Subscribed { recv_id }));
+                } else if wrong_secret {
+                    let secret = QueueSecret::random().to_hex();
+                    ws_send(&mut ws, &WsClientMessage::Subscribe { recv_id, secret }).await;
                 }
                 (follow, ws)
             }
@@ -556,7 +562,7 @@ async fn many_idle_websockets_stay_cheap_and_others_are_served() {
         .await;
         sockets.extend(opened);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     check_memory("idle websockets", before, n as u64 * 96 * 1024 + 16 * MIB);
 
     // The owner's connection sat idle past the header timeout: it was closed; use a new one.
@@ -589,16 +595,25 @@ async fn many_idle_websockets_stay_cheap_and_others_are_served() {
     relay.shutdown().await;
 }
 
-/// Reads a socket that followed nothing until the relay's close frame; returns its reason.
+/// Reads a socket that followed nothing until the relay's close frame (past the `error` a
+/// wrong secret gets); returns its reason.
 async fn closed_as_idle(ws: &mut Ws) -> String {
-    let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("no close within 10 s");
-    match frame {
-        Some(Ok(Message::Close(Some(close)))) => {
-            assert_eq!(u16::from(close.code), 1008, "policy violation");
-            assert!(close.reason.contains("must follow a queue within 1 s"), "{}", close.reason);
-            close.reason.to_string()
+    loop {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("no close within 10 s");
+        match frame {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("not authorized") => continue,
+            Some(Ok(Message::Close(Some(close)))) => {
+                assert_eq!(u16::from(close.code), 1008, "policy violation");
+                assert!(
+                    close.reason.contains("must follow a queue (with its secret) within 3 s"),
+                    "{}",
+                    close.reason
+                );
+                return close.reason.to_string();
+            }
+            other => panic!("expected the relay's close frame, got {other:?}"),
         }
-        other => panic!("expected the relay's close frame, got {other:?}"),
     }
 }
 

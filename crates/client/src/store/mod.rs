@@ -73,7 +73,6 @@ impl Store {
         let conn = connect(dir)?;
         let blank = || SecretKey([0; 32]);
         let mut store = Self { conn, key: blank(), seen_key: blank(), dir: dir.to_owned() };
-        store.migrate()?;
         let meta = |k: &str| store.meta(k)?.ok_or_else(|| store.damaged("missing key material"));
         let (salt, params, check) = (meta("salt")?, meta("kdf")?, meta("check")?);
         let params = kdf::Params::from_bytes(&params).ok_or_else(|| store.damaged("bad KDF parameters"))?;
@@ -82,6 +81,8 @@ impl Store {
         if open_random_nonce(&store.key, CHECK_LABEL, &check).is_none() {
             return Err(ClientError::WrongPassphrase(dir.display().to_string()));
         }
+        // Only with the right passphrase: a wrong guess changes nothing in the file.
+        store.migrate()?;
         Ok(store)
     }
 
@@ -104,6 +105,16 @@ impl Store {
         let dir = self.dir.clone();
         let version: i64 =
             self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| db_error(&dir, &e))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(ClientError::Store {
+                path: dir.display().to_string(),
+                why: format!(
+                    "written by a newer version of backchannel (store version {version}, this one knows {}); \
+                     upgrade backchannel to open it",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             let tx = self.conn.transaction().map_err(|e| db_error(&dir, &e))?;
             tx.execute_batch(sql).map_err(|e| db_error(&dir, &e))?;
@@ -124,6 +135,12 @@ impl Store {
         out
     }
 
+    /// Raw SQL against the file, for tests that damage it.
+    #[cfg(test)]
+    pub(crate) fn execute_raw(&self, sql: &str) {
+        self.conn.execute(sql, []).unwrap();
+    }
+
     /// Runs `f` in one write transaction; commits only if it returns `Ok` (stage, then commit).
     pub fn tx<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let dir = self.dir.clone();
@@ -138,8 +155,8 @@ impl Store {
     }
 }
 
-/// An outbox row: its number, its opened header, its blocks.
-pub type OutboxRow<T> = (i64, T, Vec<Vec<u8>>);
+/// An outbox row: its number, its opened header, its blocks (`None`: kept in the header).
+pub type OutboxRow<T> = (i64, T, Option<Vec<Vec<u8>>>);
 
 /// One transaction over the store; values are sealed and opened transparently.
 pub struct Tx<'a> {
@@ -154,7 +171,7 @@ impl Tx<'_> {
         db_error(self.dir, e)
     }
 
-    fn damaged(&self, why: String) -> ClientError {
+    pub(crate) fn damaged(&self, why: String) -> ClientError {
         ClientError::Store { path: self.dir.display().to_string(), why: format!("store damaged: {why}") }
     }
 
@@ -261,11 +278,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Queues one outbound item: `header` (route, secret, contact) sealed like every record;
-    /// `blocks` as they are. They are already sealed for their recipient (the session's Olm
-    /// and block keys authenticate every byte), padded to the route's block size, exactly what
-    /// the relay will hold; sealing them again would cost a fan-out to 49 members ~200 KB of
-    /// extra encryption and encoding per note and hide nothing.
+    /// Queues one outbound item: `header` (route, secret, contact) as a record, and `blocks`
+    /// in a column of their own, sealed as one value. Not as base64 inside the header: for a
+    /// fan-out to 49 members that encoding cost more than all the sealing.
     pub fn outbox_push<T: Serialize>(&self, header: &T, blocks: &[Vec<u8>]) -> Result<()> {
         let n: i64 = self
             .inner
@@ -273,15 +288,17 @@ impl Tx<'_> {
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(&e))?;
         let sealed = self.seal(&format!("outbox/{n}"), header)?;
+        let framed = zeroize::Zeroizing::new(frame_blocks(blocks));
+        let sealed_blocks = seal_random_nonce(self.key, format!("outbox/{n}/blocks").as_bytes(), &framed);
         self.inner
             .prepare_cached("INSERT INTO outbox (n, v, blocks) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![n, sealed, frame_blocks(blocks)]))
+            .and_then(|mut st| st.execute(params![n, sealed, sealed_blocks]))
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
-    /// Every queued item in order, with its blocks (empty for an item queued by a version
-    /// that kept the blocks inside the sealed header).
+    /// Every queued item in order, with its blocks; `None` for an item queued by a version
+    /// that kept the blocks inside the header.
     pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<OutboxRow<T>>> {
         let mut stmt = self
             .inner
@@ -294,11 +311,15 @@ impl Tx<'_> {
         rows.into_iter()
             .map(|(n, v, blocks)| {
                 let header = self.open(&format!("outbox/{n}"), &v)?;
-                let blocks = match blocks {
-                    None => Vec::new(),
-                    Some(framed) => unframe_blocks(&framed)
-                        .ok_or_else(|| self.damaged(format!("outbox item {n} has malformed blocks")))?,
-                };
+                let damaged = || self.damaged(format!("outbox item {n} has damaged blocks"));
+                let blocks = blocks
+                    .map(|sealed| {
+                        let framed =
+                            open_random_nonce(self.key, format!("outbox/{n}/blocks").as_bytes(), &sealed)
+                                .ok_or_else(damaged)?;
+                        unframe_blocks(&framed).ok_or_else(damaged)
+                    })
+                    .transpose()?;
                 Ok((n, header, blocks))
             })
             .collect()
@@ -464,8 +485,8 @@ mod tests {
         .unwrap();
         let items: Vec<OutboxRow<String>> = s.tx(|tx| tx.outbox()).unwrap();
         assert_eq!(items.len(), 2);
-        assert_eq!((items[0].1.as_str(), &items[0].2), ("to Ambassador Zhou", &blocks));
-        assert_eq!((items[1].1.as_str(), &items[1].2[..]), ("second", &blocks[..1]));
+        assert_eq!((items[0].1.as_str(), items[0].2.as_ref()), ("to Ambassador Zhou", Some(&blocks)));
+        assert_eq!((items[1].1.as_str(), items[1].2.as_deref()), ("second", Some(&blocks[..1])));
         s.tx(|tx| tx.outbox_remove(items[0].0)).unwrap();
         assert_eq!(s.tx(|tx| tx.outbox::<String>()).unwrap().len(), 1);
         drop(s);
@@ -475,6 +496,45 @@ mod tests {
         ]
         .concat();
         assert!(!raw.windows(10).any(|w| w == b"Ambassador"), "an outbox header is in the clear");
+        assert!(!raw.windows(64).any(|w| w.iter().all(|b| *b == 9)), "blocks are in the clear");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused_and_a_wrong_passphrase_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::create(dir.path(), &pass("p")).unwrap();
+        // Back to a store as version 1 left it.
+        s.conn.execute_batch("ALTER TABLE outbox DROP COLUMN blocks; PRAGMA user_version = 1").unwrap();
+        drop(s);
+        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase(_))));
+        let raw = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let raw_version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(raw_version, 1, "a wrong guess migrated the store");
+        drop(raw);
+        let version =
+            |s: &Store| s.conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap();
+        let s = Store::open(dir.path(), &pass("p")).unwrap();
+        assert_eq!(version(&s), MIGRATIONS.len() as i64, "the right passphrase migrates");
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let err = Store::open(dir.path(), &pass("p")).unwrap_err().to_string();
+        assert!(err.contains("newer version") && err.contains("upgrade backchannel"), "{err}");
+    }
+
+    #[test]
+    fn blocks_moved_to_another_item_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path(), &pass("p")).unwrap();
+        s.tx(|tx| {
+            tx.outbox_push(&"one", &[vec![1u8; 64]])?;
+            tx.outbox_push(&"two", &[vec![2u8; 64]])
+        })
+        .unwrap();
+        s.conn
+            .execute("UPDATE outbox SET blocks = (SELECT blocks FROM outbox WHERE n = 1) WHERE n = 2", [])
+            .unwrap();
+        let err = s.tx(|tx| tx.outbox::<String>()).unwrap_err();
+        assert!(err.to_string().contains("outbox item 2 has damaged blocks"), "{err}");
     }
 
     #[test]

@@ -387,6 +387,35 @@ mod tests {
         b.close().await;
     }
 
+    /// Relays in different schemas of one database do not wake each other, whether the schema
+    /// is given or comes from the connection string's search_path (as `--store URL` gives it).
+    #[tokio::test]
+    async fn postgres_schemas_have_wake_ups_of_their_own() {
+        use crate::store::Wake;
+        let (Some(mine), Some(theirs)) = (PgHarness::new().await, PgHarness::new().await) else { return };
+        let by_path = format!("{} options='-csearch_path={}'", mine.conn, mine.schema);
+        let listener = AnyStore::Postgres(PostgresStore::open(&by_path, None).await.unwrap());
+        let (neighbour, peer) = (theirs.open().await, mine.open().await);
+        let mut wakes = listener.wakes().unwrap();
+        async fn next(w: &mut tokio::sync::mpsc::Receiver<Wake>) -> Option<Wake> {
+            tokio::time::timeout(Duration::from_millis(1500), w.recv()).await.ok().flatten()
+        }
+        assert_eq!(next(&mut wakes).await, Some(Wake::All), "listening starts by waking everyone");
+        let other = created(&neighbour, T0).await;
+        neighbour.put(vec![other.item(block(1))], QUOTA, T0).await.unwrap();
+        let own = created(&peer, T0).await;
+        peer.put(vec![own.item(block(2))], QUOTA, T0).await.unwrap();
+        // Notifications of one channel arrive in commit order: the neighbour's would come first.
+        assert_eq!(
+            next(&mut wakes).await,
+            Some(Wake::Queue(own.new.recv_id)),
+            "only our schema's block wakes us"
+        );
+        for store in [listener, neighbour, peer] {
+            store.close().await;
+        }
+    }
+
     #[tokio::test]
     async fn sqlite_has_no_other_nodes_to_hear() {
         let h = SqliteHarness::new();

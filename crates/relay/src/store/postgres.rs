@@ -45,6 +45,8 @@ struct Target {
     config: Config,
     schema: Option<String>,
     shown: String,
+    /// The notification channel of this deployment, see [`wake_channel`].
+    wake_channel: String,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -72,7 +74,8 @@ impl PostgresStore {
             location: shown.clone(),
             reason: format!("invalid connection string: {e}"),
         })?;
-        let target = Target { config, schema: schema.map(str::to_owned), shown };
+        let mut target =
+            Target { config, schema: schema.map(str::to_owned), shown, wake_channel: String::new() };
         let unreachable = |e: StoreError| RelayError::PostgresUnreachable {
             location: target.shown.clone(),
             reason: e.to_string(),
@@ -81,7 +84,8 @@ impl PostgresStore {
         let failed =
             |e: StoreError| RelayError::OpenStore { location: target.shown.clone(), reason: e.to_string() };
         migrate(&mut client).await.map_err(failed)?;
-        let writer_conn = WriterConn::new(client, &target.wake_channel()).await.map_err(failed)?;
+        target.wake_channel = wake_channel(&client).await.map_err(failed)?;
+        let writer_conn = WriterConn::new(client, &target.wake_channel).await.map_err(failed)?;
         let reader = Reader::connect(&target).await.map_err(unreachable)?;
         let (writer, rx) = WriterHandle::new();
         let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx));
@@ -174,20 +178,24 @@ impl Target {
         }
         Ok(client)
     }
+}
 
-    /// The notification channel of this deployment. Channels are database-wide, not per
-    /// schema, so relays working in different schemas of one database get different channels
-    /// (hashed: a channel name is an identifier of at most 63 bytes) and never wake each other.
-    fn wake_channel(&self) -> String {
-        match &self.schema {
-            None => listen::CHANNEL.to_owned(),
-            Some(schema) => {
-                let digest = sha2::Sha256::digest(schema.as_bytes());
-                let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("{}_{tag}", listen::CHANNEL)
-            }
+/// The notification channel of the schema this connection works in. Channels are
+/// database-wide, not per schema, so relays working in different schemas of one database
+/// (`schema`, or `options=-csearch_path=…` in the connection string) must get different ones
+/// or they wake each other's followers. `public` keeps the plain name; any other schema gets
+/// a hashed suffix (a channel name is an identifier of at most 63 bytes). Relay nodes that
+/// share a non-public schema must run the same version to hear each other.
+async fn wake_channel(client: &Client) -> Result<String, StoreError> {
+    let schema: Option<String> = client.query_one("SELECT current_schema()::text", &[]).await?.get(0);
+    Ok(match schema.as_deref() {
+        None | Some("public") => listen::CHANNEL.to_owned(),
+        Some(schema) => {
+            let digest = sha2::Sha256::digest(schema.as_bytes());
+            let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}_{tag}", listen::CHANNEL)
         }
-    }
+    })
 }
 
 /// Quotes an SQL identifier (a schema name).
@@ -343,7 +351,7 @@ async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receive
 }
 
 async fn reconnect(target: &Target) -> Result<WriterConn, StoreError> {
-    WriterConn::new(target.connect().await?, &target.wake_channel()).await
+    WriterConn::new(target.connect().await?, &target.wake_channel).await
 }
 
 type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;

@@ -14,7 +14,7 @@ use super::Target;
 use crate::StoreError;
 use crate::store::Wake;
 
-/// The notification channel (suffixed per schema, see `Target::wake_channel`); the payload is
+/// The notification channel (suffixed per schema, see `postgres::wake_channel`); the payload is
 /// a receive queue id in hex.
 pub(super) const CHANNEL: &str = "backchannel_blocks";
 const WAKES_DEPTH: usize = 1024;
@@ -54,7 +54,7 @@ async fn listen_once(target: &Target, tx: &mpsc::Sender<Wake>) -> Result<(), Sto
             }
         }
     });
-    let listening = client.batch_execute(&format!("LISTEN {}", target.wake_channel())).await;
+    let listening = client.batch_execute(&format!("LISTEN {}", target.wake_channel)).await;
     let result = match listening {
         Ok(()) => forward(tx, &mut messages).await,
         Err(err) => Err(err.into()),
