@@ -23,6 +23,8 @@ use crate::error::{ClientError, Result};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait before asking a rate-limited relay again for a queue.
+const CREATE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub type WsStream = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
 
@@ -145,10 +147,23 @@ impl RelayClient {
     }
 
     /// Creates a queue; returns its receive id and secret, and the send half as a capability.
+    /// A relay creating too many queues right now (`429`, its relay-wide limit) is asked again
+    /// after 0.25, 0.5, 1 and 2 s before the refusal is passed on.
     pub async fn create_queue(&mut self) -> Result<(CreateQueueResponse, QueueSecret, QueueSecret)> {
         let (recv_secret, send_secret) = (QueueSecret::random(), QueueSecret::random());
         let req = CreateQueueRequest { recv_hash: recv_secret.hash(), send_hash: send_secret.hash() };
-        let body = self.request(Method::POST, "/v1/queues", None, json(&req)?).await?;
+        let mut backoff = Duration::from_millis(250);
+        let body = loop {
+            match self.request(Method::POST, "/v1/queues", None, json(&req)?).await {
+                Err(ClientError::RelayRefused { error: ApiError::RateLimited, .. })
+                    if backoff <= CREATE_BACKOFF_MAX =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                answer => break answer?,
+            }
+        };
         Ok((self.parse_json(&body)?, recv_secret, send_secret))
     }
 

@@ -267,6 +267,25 @@ async fn queue_creation_is_limited_across_connections() {
     relay.shutdown().await;
 }
 
+/// A client that meets the relay-wide limit waits and asks again, so a short burst of
+/// invitations is slowed down, not refused.
+#[tokio::test]
+async fn the_client_waits_out_a_short_queue_limit() {
+    let config =
+        RelayConfig { queue_creations_per_sec: 1, queue_creation_burst: 1, ..RelayConfig::default() };
+    let (relay, _dir) = start_relay(config).await;
+    let mut client = backchannel_client::RelayClient::connect(relay.address()).await.unwrap();
+    let start = std::time::Instant::now();
+    let first = client.create_queue().await.unwrap().0;
+    let second = client.create_queue().await.unwrap().0;
+    assert_ne!(first.recv_id, second.recv_id);
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(250),
+        "the second creation waited for a token"
+    );
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn rate_limit_is_per_connection() {
     let config = RelayConfig { rate_per_sec: 1, rate_burst: 3, ..RelayConfig::default() };
