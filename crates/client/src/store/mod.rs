@@ -7,6 +7,7 @@ mod kdf;
 use std::path::{Path, PathBuf};
 
 use backchannel_proto::crypto::{SecretKey, hkdf, hmac, open_random_nonce, seal_random_nonce};
+use backchannel_wire::codec::{Reader, Writer};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -405,33 +406,24 @@ fn restrict_dir(dir: &Path) {
     }
 }
 
-/// Blocks as one column: their count, then each as its length and bytes (big-endian u32s).
+/// Blocks as one column: their count, then each `u32`-length-prefixed (`wire::codec`).
 fn frame_blocks(blocks: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + blocks.iter().map(|b| b.len() + 4).sum::<usize>());
-    out.extend_from_slice(&(blocks.len() as u32).to_be_bytes());
-    for b in blocks {
-        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        out.extend_from_slice(b);
-    }
-    out
+    let mut w = Writer::default();
+    w.u32(blocks.len() as u32);
+    blocks.iter().for_each(|b| {
+        w.bytes32(b);
+    });
+    w.buf
 }
 
 /// The inverse of [`frame_blocks`]; `None` if the column was cut, extended or altered.
 fn unframe_blocks(framed: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let take_u32 = |rest: &mut &[u8]| -> Option<usize> {
-        let (n, tail) = rest.split_first_chunk::<4>()?;
-        *rest = tail;
-        Some(u32::from_be_bytes(*n) as usize)
-    };
-    let mut rest = framed;
-    let count = take_u32(&mut rest)?;
-    let mut blocks = Vec::with_capacity(count.min(rest.len() / 4));
-    for _ in 0..count {
-        let len = take_u32(&mut rest)?;
-        blocks.push(rest.get(..len)?.to_vec());
-        rest = &rest[len..];
-    }
-    rest.is_empty().then_some(blocks)
+    let mut r = Reader::new(framed);
+    let count = r.u32().ok()? as usize;
+    let blocks = (0..count).map(|_| r.bytes32(framed.len()).map(<[u8]>::to_vec)).collect::<Result<_, _>>();
+    let blocks = blocks.ok()?;
+    r.finish().ok()?;
+    Some(blocks)
 }
 
 #[cfg(test)]
