@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use backchannel_client::{Party, Passphrase};
+use backchannel_client::{Engine, EngineConfig, Passphrase};
 use backchannel_proto::agreement;
 use backchannel_proto::channel::{MAX_MEMBERS, Mode, Role};
 use backchannel_proto::identity::Identity;
@@ -48,22 +48,27 @@ async fn fanout(
     notes: usize,
 ) -> Result<()> {
     let pass = Passphrase::new("bench passphrase".into());
-    let mut creator = Party::init(&dir.join("creator"), &pass, "Creator", "Chair")?;
+    let creator = Engine::init(&dir.join("creator"), &pass, "Creator", "Chair", EngineConfig::default())?;
     let mut members = Vec::new();
     for i in 1..MAX_MEMBERS {
         let invitation = creator.invite(relay.address(), 3600).await?;
-        let mut member =
-            Party::init(&dir.join(format!("m{i}")), &pass, &format!("M{i}"), &format!("Side {i}"))?;
+        let member = Engine::init(
+            &dir.join(format!("m{i}")),
+            &pass,
+            &format!("M{i}"),
+            &format!("Side {i}"),
+            EngineConfig::default(),
+        )?;
         member.accept(&invitation).await?;
         members.push(member);
     }
-    creator.sync().await?;
+    creator.sync_once().await?;
     ensure!(creator.contacts()?.len() == MAX_MEMBERS - 1, "not every member's answer arrived");
     creator.channel_create("plenary", Mode::Direct, Role::Principal, None)?;
     for i in 1..MAX_MEMBERS {
-        creator.channel_add("plenary", &format!("M{i}"), Role::Principal)?;
+        creator.channel_add("plenary", &format!("M{i}"), Role::Principal).await?;
     }
-    creator.flush_outbox().await?;
+    creator.flush().await?;
     let text = "n".repeat(NOTE_BYTES);
     let (cpu0, wall0) = (cpu_seconds()?, Instant::now());
     for _ in 0..notes {
@@ -79,10 +84,17 @@ async fn fanout(
     report.set("fanout_ms_per_note_50", cpu * 1000.0 / notes as f64);
     report.set("fanout_wall_ms_per_note_50", wall * 1000.0 / notes as f64);
     // The members really can read what was sealed for them.
-    creator.flush_outbox().await?;
-    let report_m1 = members[0].sync().await?;
+    creator.flush().await?;
+    let report_m1 = members[0].sync_once().await?;
     ensure!(
-        report_m1.events.iter().filter(|e| matches!(e, backchannel_client::Event::Note { .. })).count()
+        report_m1
+            .events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                backchannel_client::Event::Entry { entry: backchannel_client::Entry::Note { .. }, .. }
+            ))
+            .count()
             == notes,
         "member 1 did not get every note"
     );

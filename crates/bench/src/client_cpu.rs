@@ -29,7 +29,7 @@ pub fn run(report: &mut Report, timing: Timing) -> Result<()> {
     let olm = per_note_us(notes, OlmPair::new()?, RUN_LENGTH)?;
     report.set("client_us_per_note", ours);
     report.set("olm_us_per_note", olm);
-    // One way (no ratchet turn after the first reply): the case BASELINES.md quotes for Olm.
+    // One way (no ratchet turn after the first reply): the case published Olm figures quote.
     let ours_one_way = per_note_us(notes, ProtoPair::new()?, usize::MAX)?;
     let olm_one_way = per_note_us(notes, OlmPair::new()?, usize::MAX)?;
     report.set("client_us_per_note_one_way", ours_one_way);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use backchannel_client::{Event, Party, Passphrase, WatchStatus};
+use backchannel_client::{Engine, EngineConfig, Entry, Event, Passphrase, Update};
 use backchannel_relay::{RelayOptions, RunningRelay};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -88,42 +88,53 @@ pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
 
 async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measured> {
     let pass = Passphrase::new("bench passphrase, not secret".into());
-    let mut alice = Party::init(&dir.join("alice"), &pass, "Alice", "Delegation A")?;
-    let mut bao = Party::init(&dir.join("bao"), &pass, "Bao", "Delegation B")?;
+    let alice = Engine::init(&dir.join("alice"), &pass, "Alice", "Delegation A", EngineConfig::default())?;
+    let bao = Engine::init(&dir.join("bao"), &pass, "Bao", "Delegation B", EngineConfig::default())?;
     let invitation = alice.invite(relay.address(), 3600).await?;
     bao.accept(&invitation).await?;
-    alice.sync().await?;
+    alice.sync_once().await?;
     let origin = Instant::now();
     let (tx, rx) = mpsc::unbounded_channel();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
-    let watcher = tokio::spawn(async move {
-        let on_event = move |event: &Event| {
-            if let Event::Note { text, .. } = event {
-                let now = origin.elapsed().as_nanos() as u64;
-                if let Some(sample) = parse_note(text, now) {
-                    let _ = tx.send(sample);
+    let mut updates = bao.subscribe();
+    let listener = tokio::spawn(async move {
+        while let Ok(update) = updates.recv().await {
+            match update {
+                Update::Party { event: Event::Entry { entry: Entry::Note { text, .. }, .. } } => {
+                    let now = origin.elapsed().as_nanos() as u64;
+                    if let Some(sample) = parse_note(&text, now) {
+                        let _ = tx.send(sample);
+                    }
                 }
+                Update::Link { up, detail, .. } => {
+                    let _ = status_tx.send((up, detail));
+                }
+                _ => {}
             }
-        };
-        let on_status = move |status: WatchStatus| {
-            let _ = status_tx.send(status);
-        };
-        bao.watch(on_event, on_status).await
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = tokio::spawn({
+        let bao = bao.clone();
+        async move {
+            bao.run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        }
     });
     let result = async {
         match tokio::time::timeout(Duration::from_secs(10), status_rx.recv()).await {
-            Ok(Some(WatchStatus::Connected(_))) => {}
+            Ok(Some((true, None))) => {}
             other => bail!("Bao's watch did not connect: {other:?}"),
         }
-        let offered = send_batched(pace, origin, &mut alice).await?;
+        let offered = send_batched(pace, origin, &alice).await?;
         Ok(collect(pace, offered, rx).await)
     }
     .await;
-    if watcher.is_finished() {
-        watcher.await?.context("Bao's watch stopped")?;
-    } else {
-        watcher.abort();
-    }
+    let _ = stop_tx.send(());
+    driver.await?.context("Bao's watch stopped")?;
+    listener.abort();
     result
 }
 
@@ -132,7 +143,7 @@ async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measur
 /// (`queue_notes`) and sends it in one request (`flush_outbox`), as a client whose user
 /// interface and sender run side by side would. Latency counts from the tick, so time spent
 /// waiting for Alice's loop is included.
-async fn send_batched(pace: &Pace, origin: Instant, alice: &mut Party) -> Result<Offered> {
+async fn send_batched(pace: &Pace, origin: Instant, alice: &Engine) -> Result<Offered> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
     let (warmup, total) = (pace.warmup, pace.warmup + pace.measured);
     let pacer = tokio::spawn(async move {
@@ -158,7 +169,7 @@ async fn send_batched(pace: &Pace, origin: Instant, alice: &mut Party) -> Result
         let texts: Vec<String> = batch.iter().map(|(i, t)| note_text(*i, *t)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         alice.queue_notes("Bao", &refs)?;
-        alice.flush_outbox().await?;
+        alice.flush().await?;
         busy += started.elapsed();
         turns += 1;
     }

@@ -3,7 +3,7 @@
 //! And package probes of 10,000 × 10,000 and 100,000 × 100,000 items, both sides in this
 //! process through encoded bytes (as `crates/redline/benches/psi.rs` does), beside OpenMined
 //! PSI 2.0.6 on the same task in the same run when its Python package is installed
-//! (`pip install openmined.psi==2.0.6`); otherwise beside the figure in BASELINES, labelled
+//! (`pip install openmined.psi==2.0.6`); otherwise beside the figure measured earlier on this machine class, labelled
 //! as a constant.
 
 use std::path::Path;
@@ -11,7 +11,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use backchannel_client::{Asker, Party, Passphrase, ProbeBudget, ProbeRequest, ProbeSpec, ProbeView};
+use backchannel_client::{
+    Asker, Engine, EngineConfig, Passphrase, ProbeBudget, ProbeInputSpec, ProbeRequest, ProbeSpec,
+    ProbeStatus, ProbeView,
+};
 use backchannel_proto::channel::{Mode, Role};
 use backchannel_redline::{
     Disclosure, Initiator, IssueOptions, MayAsk, OptionSpace, Package, PackageTerms, ProbeInput, ProbeKind,
@@ -22,7 +25,7 @@ use backchannel_relay::{RelayOptions, RunningRelay};
 use crate::Timing;
 use crate::report::Report;
 
-/// OpenMined PSI 2.0.6 on this machine class, from BASELINES.md: used only when it cannot
+/// OpenMined PSI 2.0.6 as measured on this machine class (2 cores): used only when it cannot
 /// run here, and labelled so.
 const BASELINE_OPENMINED_10K_S: f64 = 2.44;
 const BASELINE_OPENMINED_100K_S: f64 = 24.3;
@@ -44,25 +47,25 @@ async fn single_end_to_end(report: &mut Report, runs: usize) -> Result<()> {
 /// Alice and Bao in a direct channel; `runs` timed probes, then one more counting relay blocks.
 async fn single_runs(report: &mut Report, dir: &Path, relay: &RunningRelay, runs: usize) -> Result<()> {
     let pass = Passphrase::new("bench passphrase".into());
-    let mut alice = Party::init(&dir.join("alice"), &pass, "Alice", "Delegation A")?;
-    let mut bao = Party::init(&dir.join("bao"), &pass, "Bao", "Delegation B")?;
+    let alice = Engine::init(&dir.join("alice"), &pass, "Alice", "Delegation A", EngineConfig::default())?;
+    let bao = Engine::init(&dir.join("bao"), &pass, "Bao", "Delegation B", EngineConfig::default())?;
     let invitation = alice.invite(relay.address(), 3600).await?;
     bao.accept(&invitation).await?;
-    alice.sync().await?;
+    alice.sync_once().await?;
     alice.channel_create("talks", Mode::Direct, Role::Principal, None)?;
-    alice.channel_add("talks", "Bao", Role::Principal)?;
-    alice.flush_outbox().await?;
-    bao.sync().await?;
+    alice.channel_add("talks", "Bao", Role::Principal).await?;
+    alice.flush().await?;
+    bao.sync_once().await?;
     let (mut psi_ms, mut whole_ms) = (Vec::new(), Vec::new());
     let mut psi_bytes = 0;
     for k in 0..runs {
-        let (t, view) = one_probe(&mut alice, &mut bao, k, None).await?;
+        let (t, view) = one_probe(&alice, &bao, k, None).await?;
         psi_ms.push(t.psi_ms);
         whole_ms.push(t.whole_ms);
         psi_bytes = view.bytes;
     }
     let mut blocks = Blocks { relay, sizes: Vec::new() };
-    one_probe(&mut alice, &mut bao, runs, Some(&mut blocks)).await?;
+    one_probe(&alice, &bao, runs, Some(&mut blocks)).await?;
     let block_bytes = |range: std::ops::Range<usize>| blocks.sizes[range].iter().sum::<u64>() as f64;
     report.set("probe_single_ms", median(psi_ms));
     report.set("probe_single_with_terms_ms", median(whole_ms));
@@ -107,8 +110,8 @@ impl Blocks<'_> {
 
 /// One probe on its own issue: Alice asks and gives 3,000,000,000; Bao takes 2,999,999,999.
 async fn one_probe(
-    alice: &mut Party,
-    bao: &mut Party,
+    alice: &Engine,
+    bao: &Engine,
     k: usize,
     mut blocks: Option<&mut Blocks<'_>>,
 ) -> Result<(Times, ProbeView)> {
@@ -121,35 +124,32 @@ async fn one_probe(
     let budget = Some(ProbeBudget { per_issue: 1000, per_phase: 1000 });
     let req = ProbeRequest { with: "Bao".into(), spec, asker: Asker::Me, budget };
     let start = Instant::now();
-    let id = alice.probe_propose("talks", &req)?.id;
-    alice.probe_input_value("talks", &id, 3_000_000_000)?;
-    alice.flush_outbox().await?;
+    let id = alice.probe_propose("talks", &req).await?.0.id;
+    alice.probe_input("talks", &id, &ProbeInputSpec::Value(3_000_000_000)).await?;
     Blocks::take(&mut blocks).await?;
-    bao.sync().await?;
-    bao.probe_accept("talks", &id)?;
-    bao.probe_input_value("talks", &id, 2_999_999_999)?;
-    bao.flush_outbox().await?;
+    bao.probe_accept("talks", &id).await?;
+    bao.probe_input("talks", &id, &ProbeInputSpec::Value(2_999_999_999)).await?;
     Blocks::take(&mut blocks).await?;
     let psi = Instant::now();
-    alice.sync().await?; // takes in the acceptance, starts: the query
+    alice.sync_once().await?; // takes in the acceptance, starts: the query
     Blocks::take(&mut blocks).await?;
-    bao.sync().await?; // the reply
+    bao.sync_once().await?; // the reply
     Blocks::take(&mut blocks).await?;
-    alice.sync().await?; // the result, and the disclosure
+    alice.sync_once().await?; // the result, and the disclosure
     Blocks::take(&mut blocks).await?;
-    bao.sync().await?; // the result
+    bao.sync_once().await?; // the result
     let times = Times { psi_ms: ms(psi), whole_ms: ms(start) };
     Ok((times, check_done(alice, bao, &id)?))
 }
 
-fn check_done(alice: &mut Party, bao: &mut Party, id: &str) -> Result<ProbeView> {
+fn check_done(alice: &Engine, bao: &Engine, id: &str) -> Result<ProbeView> {
     let mut views = Vec::new();
     for party in [alice, bao] {
         let view = party.probes("talks")?.probes.into_iter().find(|p| p.id == id).context("probe missing")?;
         ensure!(
-            view.result.as_deref().is_some_and(|r| r.starts_with("zone non-empty")),
-            "probe {id}: {}",
-            view.detail
+            matches!(view.status, ProbeStatus::Done { result: ProbeResult::Zone { non_empty: true } }),
+            "probe {id}: {:?}",
+            view.status
         );
         views.push(view);
     }
@@ -230,7 +230,7 @@ fn psi(report: &mut Report, timing: Timing) -> Result<()> {
             report.set("openmined_psi_10k_s", BASELINE_OPENMINED_10K_S);
             report.note(format!(
                 "OpenMined PSI is not installed here (pip install openmined.psi==2.0.6): its line shows the CONSTANT \
-                 from BASELINES.md ({BASELINE_OPENMINED_10K_S} s for 10k, {BASELINE_OPENMINED_100K_S} s for 100k, \
+                 measured earlier on this machine class ({BASELINE_OPENMINED_10K_S} s for 10k, {BASELINE_OPENMINED_100K_S} s for 100k, \
                  this machine class), not a measurement of this run"
             ));
         }

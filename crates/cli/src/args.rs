@@ -139,8 +139,38 @@ pub enum Command {
     /// Private red-line probes: learn whether two sides' positions overlap, and nothing more.
     #[command(subcommand)]
     Probe(ProbeCmd),
+    /// What waits in the outbox, and what a relay refused (drop or retry it).
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+    },
+    /// The relays you connect to: allow one an introduction names.
+    #[command(subcommand)]
+    Relays(RelaysCmd),
     /// Run a whole negotiation on this machine: a relay, two sides and an intermediary.
     Demo,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCmd {
+    /// List what waits (the default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give up an item (by its number in the list): it will not be sent.
+    Drop { n: i64 },
+    /// Send the items a relay refused again.
+    Retry,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RelaysCmd {
+    /// Allow connecting to a relay you do not use yet (an introduction names it).
+    Allow {
+        #[arg(value_name = "ADDRESS")]
+        relay: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

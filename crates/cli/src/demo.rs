@@ -8,13 +8,16 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use backchannel_client::{Asker, Party, Passphrase, ProbeRequest, ProbeSpec};
-use backchannel_proto::channel::{Mode, Phase, Role};
+use backchannel_client::{
+    Asker, Engine, EngineConfig, Mode, Passphrase, Phase, ProbeInputSpec, ProbeRequest, ProbeResult,
+    ProbeSpec, ProbeStatus, Role,
+};
 use backchannel_proto::identity::Card;
 use backchannel_relay::{RelayOptions, RunningRelay};
 use backchannel_wire::hex_encode;
 
-use crate::output::{entry, say};
+use crate::commands::say;
+use crate::render::{describe, entry, event, probe_detail};
 
 const OPENING: &str = "Our principals could consider a phased withdrawal, if the first phase is verifiable.";
 const OPENING_AS_RELAYED: &str =
@@ -25,9 +28,9 @@ const DRAFT_V1: &str = "Framework for talks\n\n1. Phased withdrawal over 12 mont
 const DRAFT_V2: &str = "Framework for talks\n\n1. Phased withdrawal over 18 months.\n2. Verification by a neutral monitor, reporting to both sides.\n3. Talks resume in Geneva.\n";
 
 struct Cast {
-    alice: Party,
-    bao: Party,
-    omar: Party,
+    alice: Engine,
+    bao: Engine,
+    omar: Engine,
 }
 
 impl Cast {
@@ -36,10 +39,10 @@ impl Cast {
         for _ in 0..6 {
             let mut quiet = true;
             for (name, p) in [("Alice", &mut self.alice), ("Bao", &mut self.bao), ("Omar", &mut self.omar)] {
-                let report = p.sync().await?;
+                let report = p.sync_once().await?;
                 quiet &= report.events.is_empty() && report.sent == 0;
                 for e in &report.events {
-                    say(format!("   [{name}] {}", crate::output::event(e)))?;
+                    say(format!("   [{name}] {}", event(e)))?;
                 }
             }
             if quiet {
@@ -64,11 +67,23 @@ pub async fn run() -> Result<()> {
 async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> {
     say("\n== Two sides and an intermediary create their identities (each store encrypted)")?;
     let mut cast = Cast {
-        alice: Party::init(&dir.join("alice"), &demo_passphrase(), "Alice", "Delegation A")?,
-        bao: Party::init(&dir.join("bao"), &demo_passphrase(), "Bao", "Delegation B")?,
-        omar: Party::init(&dir.join("omar"), &demo_passphrase(), "Omar", "Oman")?,
+        alice: Engine::init(
+            &dir.join("alice"),
+            &demo_passphrase(),
+            "Alice",
+            "Delegation A",
+            EngineConfig::default(),
+        )?,
+        bao: Engine::init(
+            &dir.join("bao"),
+            &demo_passphrase(),
+            "Bao",
+            "Delegation B",
+            EngineConfig::default(),
+        )?,
+        omar: Engine::init(&dir.join("omar"), &demo_passphrase(), "Omar", "Oman", EngineConfig::default())?,
     };
-    let cards = [cast.alice.me()?, cast.bao.me()?, cast.omar.me()?];
+    let cards = [cast.alice.me(), cast.bao.me(), cast.omar.me()];
     for c in &cards {
         say(format!("   {} ({}), fingerprint {}", c.name, c.side, c.fingerprint()))?;
     }
@@ -77,7 +92,7 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
     for side in ["Alice", "Bao"] {
         let invitation = cast.omar.invite(relay.address(), 24 * 3600).await?;
         let party = if side == "Alice" { &mut cast.alice } else { &mut cast.bao };
-        let omar = party.accept(&invitation).await?;
+        let (omar, _) = party.accept(&invitation).await?;
         party.verify("Omar")?;
         say(format!("   {side} accepted; safety number with Omar {}", omar.safety_number))?;
     }
@@ -92,8 +107,7 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
     ratification(&mut cast, dir).await?;
 
     say("\n== What the host holds right now (one last note not yet fetched)")?;
-    cast.alice.channel_note("framework", "See you in Geneva.", &[])?;
-    cast.alice.flush_outbox().await?;
+    cast.alice.send("framework", "See you in Geneva.", &[]).await?;
     let secrets =
         [OPENING, OPENING_AS_RELAYED, ANSWER, DIRECT_NOTE, "See you in Geneva.", "Phased withdrawal"];
     inspect_host(relay, host_dir, &cards.iter().collect::<Vec<_>>(), &secrets).await?;
@@ -101,9 +115,9 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
 
     say("\n== What each party saw")?;
     for (who, party, channels) in [
-        ("Alice", &mut cast.alice, ["muscat", "framework"]),
-        ("Bao", &mut cast.bao, ["muscat", "framework"]),
-        ("Omar", &mut cast.omar, ["muscat", "framework"]),
+        ("Alice", &cast.alice, ["muscat", "framework"]),
+        ("Bao", &cast.bao, ["muscat", "framework"]),
+        ("Omar", &cast.omar, ["muscat", "framework"]),
     ] {
         for channel in channels {
             say(format!("-- {who}, channel {channel}:"))?;
@@ -119,26 +133,26 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
 async fn shuttle(cast: &mut Cast) -> Result<()> {
     say("\n== Omar opens a shuttle channel: each side talks only to him")?;
     cast.omar.channel_create("muscat", Mode::Shuttle, Role::Intermediary, None)?;
-    cast.omar.channel_add("muscat", "Alice", Role::Principal)?;
-    cast.omar.channel_add("muscat", "Bao", Role::Principal)?;
+    cast.omar.channel_add("muscat", "Alice", Role::Principal).await?;
+    cast.omar.channel_add("muscat", "Bao", Role::Principal).await?;
     cast.settle().await?;
     say("\n== Alice makes an opening; only Omar receives it")?;
-    cast.alice.channel_note("muscat", OPENING, &[])?;
+    cast.alice.send("muscat", OPENING, &[]).await?;
     cast.settle().await?;
-    let n = entry_number(&mut cast.omar, "muscat", OPENING)?;
+    let n = entry_number(&cast.omar, "muscat", OPENING)?;
     say("\n== Omar passes it to Bao, in his own words (marked: relayed by Omar, rephrased)")?;
-    cast.omar.channel_forward("muscat", n, &["Bao".into()], Some(OPENING_AS_RELAYED))?;
+    cast.omar.forward("muscat", n, &["Bao".into()], Some(OPENING_AS_RELAYED)).await?;
     cast.settle().await?;
-    cast.bao.channel_note("muscat", ANSWER, &[])?;
+    cast.bao.send("muscat", ANSWER, &[]).await?;
     cast.settle().await?;
-    let n = entry_number(&mut cast.omar, "muscat", ANSWER)?;
+    let n = entry_number(&cast.omar, "muscat", ANSWER)?;
     say("\n== Omar passes Bao's answer to Alice as written")?;
-    cast.omar.channel_forward("muscat", n, &["Alice".into()], None)?;
+    cast.omar.forward("muscat", n, &["Alice".into()], None).await?;
     cast.settle().await
 }
 
 /// The number `read` gives the note saying `wanted` (what `forward` takes).
-fn entry_number(party: &mut Party, channel: &str, wanted: &str) -> Result<usize> {
+fn entry_number(party: &Engine, channel: &str, wanted: &str) -> Result<usize> {
     let entries = party.read(channel)?;
     let at = entries
         .iter()
@@ -150,8 +164,8 @@ fn entry_number(party: &mut Party, channel: &str, wanted: &str) -> Result<usize>
 async fn direct(cast: &mut Cast) -> Result<()> {
     say("\n== The sides agree to talk directly: Omar opens a direct channel and introduces them")?;
     cast.omar.channel_create("framework", Mode::Direct, Role::Intermediary, None)?;
-    cast.omar.channel_add("framework", "Alice", Role::Principal)?;
-    cast.omar.channel_add("framework", "Bao", Role::Principal)?;
+    cast.omar.channel_add("framework", "Alice", Role::Principal).await?;
+    cast.omar.channel_add("framework", "Bao", Role::Principal).await?;
     cast.settle().await?;
     let at_alice = cast.alice.channel("framework")?;
     let at_bao = cast.bao.channel("framework")?;
@@ -170,7 +184,7 @@ async fn direct(cast: &mut Cast) -> Result<()> {
     cast.alice.verify("Bao")?;
     cast.bao.verify("Alice")?;
     say("   they compare them by phone: they match; both mark each other verified")?;
-    cast.alice.channel_note("framework", DIRECT_NOTE, &[])?;
+    cast.alice.send("framework", DIRECT_NOTE, &[]).await?;
     cast.settle().await
 }
 
@@ -187,23 +201,28 @@ async fn probe(cast: &mut Cast) -> Result<()> {
         takes: "me".into(),
     };
     let req = ProbeRequest { with: "Bao".into(), spec, asker: Asker::Me, budget: None };
-    let view = cast.alice.probe_propose("framework", &req)?;
+    let (view, _) = cast.alice.probe_propose("framework", &req).await?;
     let id = view.id[..8].to_owned();
-    say(format!("   Alice proposes probe {id}: {}", view.terms))?;
-    cast.alice.probe_input_value("framework", &id, 12)?;
+    say(format!("   Alice proposes probe {id}: {}", describe(&view.terms)))?;
+    cast.alice.probe_input("framework", &id, &ProbeInputSpec::Value(12)).await?;
     cast.settle().await?;
-    cast.bao.probe_accept("framework", &id)?;
-    cast.bao.probe_input_value("framework", &id, 18)?;
+    cast.bao.probe_accept("framework", &id).await?;
+    cast.bao.probe_input("framework", &id, &ProbeInputSpec::Value(18)).await?;
     say(
         "   each enters a red line on this machine only (Alice needs at least 12 months, Bao can give at most 18);",
     )?;
     say("   the numbers never leave their stores: three messages of blinded points go through the relay")?;
     cast.settle().await?;
-    for (who, party) in [("Alice", &mut cast.alice), ("Bao", &mut cast.bao)] {
+    for (who, party) in [("Alice", &cast.alice), ("Bao", &cast.bao)] {
         let log = party.probes("framework")?;
         let p = log.probes.iter().find(|p| p.id.starts_with(&id)).context("the probe is missing")?;
-        say(format!("   {who}'s probe log: {id} {}: {} ({} bytes)", p.status, p.detail, p.bytes))?;
-        if !p.result.as_deref().is_some_and(|r| r.starts_with("zone non-empty")) {
+        say(format!(
+            "   {who}'s probe log: {id} {}: {} ({} bytes)",
+            p.status.name(),
+            probe_detail(p, "framework"),
+            p.bytes
+        ))?;
+        if !matches!(p.status, ProbeStatus::Done { result: ProbeResult::Zone { non_empty: true } }) {
             bail!("{who} did not learn that the zone of agreement is non-empty");
         }
     }
@@ -212,9 +231,9 @@ async fn probe(cast: &mut Cast) -> Result<()> {
 
 async fn drafting(cast: &mut Cast) -> Result<()> {
     say("\n== Alice proposes moving to drafting; Bao consents; the phase moves")?;
-    cast.alice.phase_consent("framework", Some(Phase::Drafting))?;
+    cast.alice.phase_consent("framework", Some(Phase::Drafting)).await?;
     cast.settle().await?;
-    cast.bao.phase_consent("framework", None)?;
+    cast.bao.phase_consent("framework", None).await?;
     cast.settle().await?;
     let phase = cast.alice.channel("framework")?.phase;
     say(format!("   framework is now in phase {}", phase.name()))?;
@@ -222,9 +241,9 @@ async fn drafting(cast: &mut Cast) -> Result<()> {
         bail!("the phase did not move");
     }
     say("\n== Omar circulates a non-paper (unattributed); after comments, a second version")?;
-    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V1)?;
+    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V1).await?;
     cast.settle().await?;
-    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V2)?;
+    cast.omar.nonpaper_put("framework", "Framework", DRAFT_V2).await?;
     cast.settle().await?;
     let (_, v1) = cast.bao.nonpaper("framework", "Framework", Some(1))?;
     let (_, v2) = cast.bao.nonpaper("framework", "Framework", Some(2))?;
@@ -240,10 +259,10 @@ async fn ratification(cast: &mut Cast, dir: &Path) -> Result<()> {
     say("\n== Omar proposes v2 for ratification by both sides; each ratifies with its seal")?;
     let (_, text) = cast.omar.nonpaper("framework", "Framework", Some(2))?;
     let signatories = ["Delegation A".to_owned(), "Delegation B".to_owned()];
-    let proposal = cast.omar.propose("framework", "Framework", &text, &signatories)?;
+    let (proposal, _) = cast.omar.propose("framework", "Framework", &text, &signatories).await?;
     cast.settle().await?;
-    cast.alice.ratify("framework", &proposal.id)?;
-    cast.bao.ratify("framework", &proposal.id)?;
+    cast.alice.ratify("framework", &proposal.id).await?;
+    cast.bao.ratify("framework", &proposal.id).await?;
     cast.settle().await?;
     say("\n== Omar exports the agreement for the official channels, and anyone can verify it")?;
     let agreement = cast.omar.agreement("framework", &proposal.id)?;

@@ -5,7 +5,7 @@ mod args;
 mod commands;
 mod config;
 mod demo;
-mod output;
+mod render;
 
 use clap::Parser;
 

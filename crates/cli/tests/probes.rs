@@ -84,8 +84,9 @@ fn single_value_probes_tell_both_sides_whether_the_positions_overlap_and_nothing
     for p in [&pair.alice, &pair.bao] {
         let log = log(p);
         assert_eq!(log.len(), 2);
-        assert_eq!(probe(&log, &yes)["result"], "zone non-empty: the positions overlap");
-        assert_eq!(probe(&log, &no)["result"], "zone empty: the positions do not overlap");
+        assert_eq!(probe(&log, &yes)["status"], "done");
+        assert_eq!(probe(&log, &yes)["result"], serde_json::json!({"Zone": {"non_empty": true}}));
+        assert_eq!(probe(&log, &no)["result"], serde_json::json!({"Zone": {"non_empty": false}}));
         assert_eq!(probe(&log, &yes)["bytes"], 2_810, "query, reply and disclosure");
         let text = p.ok(&["probe", "log", "talks"]);
         assert!(text.contains("done: zone non-empty") && text.contains("done: zone empty"), "{text}");

@@ -1,41 +1,56 @@
-//! A party's engine: the encrypted local store, the durable outbox, connections to relays,
-//! and the glue that drives the sans-IO protocol core (`backchannel-proto`).
+//! A party's engine: one long-lived [`Engine`] per home that holds the encrypted local store,
+//! the pairwise sessions in memory, the durable outbox and the connections to relays, and
+//! carries out the decisions of the sans-IO rules (`backchannel-party`) in one store
+//! transaction each. Front ends talk to it through [`Engine`]'s commands (or the same
+//! [`Command`]s over the home's local socket) and hear what happens from
+//! [`Engine::subscribe`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), backchannel_client::ClientError> {
-//! use backchannel_client::{Party, Passphrase};
+//! use backchannel_client::{Engine, EngineConfig, Passphrase};
 //! let pass = Passphrase::new("correct horse".into());
-//! let mut alice = Party::init("/tmp/alice".as_ref(), &pass, "Alice", "Delegation A")?;
+//! let alice = Engine::init("/tmp/alice".as_ref(), &pass, "Alice", "Delegation A", EngineConfig::default())?;
 //! let relay = "bcr://127.0.0.1:4443#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
 //! let invitation = alice.invite(&relay, 3600).await?;
-//! # let _ = invitation; Ok(()) }
+//! let mut updates = alice.subscribe();
+//! # let _ = (invitation, updates.try_recv()); Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 
-mod channels;
-mod documents;
+mod api;
+mod b64;
+mod command;
+mod config;
+mod engine;
 mod error;
-mod introductions;
-mod invite;
-mod model;
-mod outbox;
-mod party;
-mod probes;
-mod receive;
+mod home;
+mod local;
+mod net;
 mod store;
-mod transport;
-mod watch;
 
-pub use backchannel_redline::ProbeBudget;
-pub use channels::{ChannelView, Fanout, MemberView};
-pub use documents::{MAX_DOCUMENT, PaperVersion, ProposalView};
-pub use error::{ClientError, Result};
-pub use model::{ContactView, Entry, EntryView, Event, Inbox, SyncReport, format_ranges};
-pub use outbox::{FlushReport, MAX_NOTE};
-pub use party::Party;
-pub use probes::{
-    Asker, DEFAULT_BUDGET, IssueBudget, MAX_CHANNEL_CAP, ProbeRequest, ProbeSpec, ProbeView, ProbesView,
-};
+pub use api::{Delivery, Engine, EntryView, ProbeInputSpec};
+pub use command::{Command, Reply};
+pub use config::EngineConfig;
+pub use engine::{ContactView, Fanout, FlushReport, QueuedView, SyncReport, TaskTrouble, Update};
+pub use error::{ClientError, ErrorKind, Result};
+pub use local::{Door, Remote, run_serving};
 pub use store::Passphrase;
-pub use transport::{RelayClient, WsStream, connect_tls, connect_ws};
-pub use watch::WatchStatus;
+
+/// The vocabulary front ends show: the rules' views, events and refusal reasons.
+pub use backchannel_party::{
+    ChannelEvent, Conversation, Entry, Event, ProbeEvent, Why,
+    channel::{ChannelView, MemberView},
+    documents::{MAX_DOCUMENT, PaperVersion, ProposalView},
+    event::{AbortReason, ConversationKind},
+    probes::{
+        Asker, DEFAULT_BUDGET, DeclinedBy, IssueBudget, MAX_CHANNEL_CAP, ProbeRequest, ProbeSpec,
+        ProbeStatus, ProbeView, ProbesView,
+    },
+    why::{MessageFault, PeerReason},
+};
+pub use backchannel_proto::channel::{Mode, Phase, PhasePolicy, Role};
+pub use backchannel_redline::{ProbeBudget, ProbeResult, ProbeTerms};
+
+/// Raw relay connections, for the benchmark harness only: not part of the engine's API.
+#[doc(hidden)]
+pub use net::{RelayClient, WsStream, connect_tls, connect_ws};

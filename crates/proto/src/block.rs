@@ -99,6 +99,11 @@ impl Reassembler {
         Ok(Some((f.frame_id, whole.into_iter().flatten().flatten().collect())))
     }
 
+    /// Drops what was collected of a frame that will not complete.
+    pub fn forget(&mut self, frame: &FrameId) {
+        self.partial.remove(frame);
+    }
+
     /// Frames still waiting for fragments.
     pub fn pending(&self) -> usize {
         self.partial.len()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::random_array;
 use crate::error::{ProtoError, Result};
-use crate::identity::{Card, validate_label};
+use crate::identity::{Card, PartyKey, validate_label};
 use crate::message::ChannelId;
 
 /// Most members a channel may have (pairwise fan-out costs one seal per member).
@@ -23,8 +23,8 @@ pub const MAX_CONTROL_BODY: usize = crate::message::MAX_BODY;
 /// Longest title of a non-paper or proposal, in bytes.
 pub const MAX_TITLE: usize = 200;
 
-/// An identity key: how members are told apart (names and sides are only labels).
-pub type MemberKey = [u8; 32];
+/// How members are told apart: a party's key (names and sides are only labels).
+pub type MemberKey = PartyKey;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,6 +108,12 @@ pub struct Member {
     pub since: u64,
 }
 
+impl Member {
+    pub fn key(&self) -> PartyKey {
+        self.card.party()
+    }
+}
+
 /// A channel as its creator publishes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelState {
@@ -126,27 +132,73 @@ pub struct ChannelState {
     pub vote: PhaseVote,
 }
 
-/// Why a channel operation was refused: said to the user as is.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
+/// Why a channel rule said no. Data, not words: front ends say it in their own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Refused {
+    #[error("channel name: {why}")]
+    BadName { why: String },
+    #[error("a shuttle channel runs around its creator, who must be the intermediary")]
+    ShuttleNeedsIntermediary,
+    #[error("{name} is already a member of {channel}")]
+    AlreadyMember { name: String, channel: String },
+    #[error("{channel} already has {max} members, the most a channel may have")]
+    Full { channel: String, max: usize },
+    #[error("the creator cannot leave its own channel")]
+    CreatorStays,
+    #[error("not a member of {channel} (or no longer)")]
+    NotMember { channel: String },
+    #[error("observers of {channel} read only")]
+    ObserverReadsOnly { channel: String },
+    #[error("in a direct channel everyone reads; recipients are named only by a shuttle's intermediary")]
+    RecipientsInDirect,
+    #[error("in a shuttle channel a side's notes go to the intermediary only")]
+    SideNamesRecipients,
+    #[error("the intermediary of shuttle {channel} must say which members receive a note")]
+    HubNamesNoRecipient { channel: String },
+    #[error("a named recipient is not another member of {channel}")]
+    RecipientNotMember { channel: String },
+    #[error("a channel update not from the channel's creator")]
+    NotFromCreator,
+    #[error("a channel state that is not well formed: {what}")]
+    BadState { what: String },
+    #[error("a channel update that changes {what}, which no update may change")]
+    ImmutableChanged { what: String },
+    #[error("only principals consent to phase changes; {name} is not one")]
+    NotPrincipal { name: String },
+    #[error("{channel} is in phase {phase:?}; the only next phase is {next:?}")]
+    NotNextPhase { channel: String, phase: Phase, next: Option<Phase> },
+    #[error("a title has 1 to {max} bytes and no control characters")]
+    BadTitle { max: usize },
+    #[error("a version number starts at 1")]
+    BadVersion,
+    #[error("a proposal names 1 to {max} signatory sides")]
+    BadSignatories { max: usize },
+    #[error("an oversized {what}")]
+    Oversized { what: String },
+    #[error("probe terms: {why}")]
+    BadProbeTerms { why: String },
+    #[error("a probe budget is 1 to {max} probes")]
+    BadProbeBudget { max: u32 },
+}
 
-fn refuse<T>(why: impl Into<String>) -> std::result::Result<T, Refused> {
-    Err(Refused(why.into()))
+fn refuse<T>(why: Refused) -> std::result::Result<T, Refused> {
+    Err(why)
 }
 
 impl ChannelState {
     /// A new channel with its creator as the only member.
     pub fn new(name: &str, mode: Mode, creator: Card, role: Role) -> std::result::Result<Self, Refused> {
-        validate_label(name).or_else(|why| refuse(format!("channel name: {why}")))?;
+        validate_label(name).map_err(|why| Refused::BadName { why: why.to_owned() })?;
         if mode == Mode::Shuttle && role != Role::Intermediary {
-            return refuse("a shuttle channel runs around its creator, who must be the intermediary");
+            return refuse(Refused::ShuttleNeedsIntermediary);
         }
         Ok(Self {
             id: ChannelId(random_array()),
             name: name.to_owned(),
             mode,
-            creator: creator.identity_key,
+            creator: creator.party(),
             version: 1,
             members: vec![Member { card: creator, role, since: 1 }],
             phase: Phase::Exploratory,
@@ -156,7 +208,7 @@ impl ChannelState {
     }
 
     pub fn member(&self, key: &MemberKey) -> Option<&Member> {
-        self.members.iter().find(|m| &m.card.identity_key == key)
+        self.members.iter().find(|m| &m.key() == key)
     }
 
     pub fn policy(&self) -> PhasePolicy {
@@ -165,14 +217,11 @@ impl ChannelState {
 
     /// Adds a member (creator only; checked by the caller holding the state).
     pub fn add(&mut self, card: Card, role: Role) -> std::result::Result<(), Refused> {
-        if self.member(&card.identity_key).is_some() {
-            return refuse(format!("{} is already a member of {}", card.name, self.name));
+        if self.member(&card.party()).is_some() {
+            return refuse(Refused::AlreadyMember { name: card.name, channel: self.name.clone() });
         }
         if self.members.len() >= MAX_MEMBERS {
-            return refuse(format!(
-                "{} already has {MAX_MEMBERS} members, the most a channel may have",
-                self.name
-            ));
+            return refuse(Refused::Full { channel: self.name.clone(), max: MAX_MEMBERS });
         }
         self.version += 1;
         self.members.push(Member { card, role, since: self.version });
@@ -181,50 +230,79 @@ impl ChannelState {
 
     pub fn remove(&mut self, key: &MemberKey) -> std::result::Result<Member, Refused> {
         if key == &self.creator {
-            return refuse("the creator cannot leave its own channel; create a new channel instead");
+            return refuse(Refused::CreatorStays);
         }
-        let Some(i) = self.members.iter().position(|m| &m.card.identity_key == key) else {
-            return refuse(format!("not a member of {}", self.name));
+        let Some(i) = self.members.iter().position(|m| &m.key() == key) else {
+            return refuse(Refused::NotMember { channel: self.name.clone() });
         };
         self.version += 1;
         Ok(self.members.remove(i))
     }
 
     /// Takes a newer state from the creator. Returns false for an old or repeated version.
+    /// What no update may change is checked here, so every member refuses the same forgeries:
+    /// the channel's identity and mode, the policies fixed at creation, an existing member's
+    /// card and role, and a phase moving other than one step forward.
     pub fn update_from(
         &mut self,
         sender: &MemberKey,
         new: ChannelState,
     ) -> std::result::Result<bool, Refused> {
-        if sender != &self.creator
-            || new.creator != self.creator
-            || new.id != self.id
-            || new.mode != self.mode
-        {
-            return refuse("a channel update not from the channel's creator was refused");
+        if sender != &self.creator || new.creator != self.creator || new.id != self.id {
+            return refuse(Refused::NotFromCreator);
         }
         new.check()?;
         if new.version <= self.version {
             return Ok(false);
         }
+        self.check_transition(&new)?;
         *self = new;
         Ok(true)
     }
 
+    fn check_transition(&self, new: &ChannelState) -> std::result::Result<(), Refused> {
+        let changed = |what: &str| refuse(Refused::ImmutableChanged { what: what.to_owned() });
+        if new.mode != self.mode {
+            return changed("the mode");
+        }
+        if new.name != self.name {
+            return changed("the name");
+        }
+        if new.policies != self.policies {
+            return changed("the phase policies");
+        }
+        for old in &self.members {
+            match new.member(&old.key()) {
+                Some(m) if m.card != old.card => return changed("a member's card"),
+                Some(m) if m.role != old.role || m.since != old.since => return changed("a member's role"),
+                _ => {}
+            }
+        }
+        if new.phase != self.phase && self.phase.next() != Some(new.phase) {
+            return changed("the phase by more than one step forward");
+        }
+        Ok(())
+    }
+
     /// Checks a state received for the first time (a peer could send anything).
     pub fn check(&self) -> std::result::Result<(), Refused> {
-        validate_label(&self.name).or_else(|why| refuse(format!("channel name: {why}")))?;
+        validate_label(&self.name).map_err(|why| Refused::BadName { why: why.to_owned() })?;
         if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
-            return refuse("a channel state with no members or too many");
+            return refuse(Refused::BadState { what: "no members, or too many".into() });
         }
         if self.member(&self.creator).is_none() {
-            return refuse("a channel state whose creator is not a member");
+            return refuse(Refused::BadState { what: "its creator is not a member".into() });
         }
-        let mut keys: Vec<_> = self.members.iter().map(|m| m.card.identity_key).collect();
+        let mut keys: Vec<_> = self.members.iter().map(Member::key).collect();
         keys.sort_unstable();
         keys.dedup();
         if keys.len() != self.members.len() {
-            return refuse("a channel state listing a member twice");
+            return refuse(Refused::BadState { what: "a member is listed twice".into() });
+        }
+        if self.mode == Mode::Shuttle
+            && self.member(&self.creator).map(|m| m.role) != Some(Role::Intermediary)
+        {
+            return refuse(Refused::ShuttleNeedsIntermediary);
         }
         Ok(())
     }
@@ -237,8 +315,10 @@ impl ChannelState {
     /// Whether `sender` may post a note now.
     pub fn may_post(&self, sender: &MemberKey) -> std::result::Result<(), Refused> {
         match self.member(sender) {
-            None => refuse(format!("not a member of {} (or no longer)", self.name)),
-            Some(m) if m.role == Role::Observer => refuse(format!("observers of {} read only", self.name)),
+            None => refuse(Refused::NotMember { channel: self.name.clone() }),
+            Some(m) if m.role == Role::Observer => {
+                refuse(Refused::ObserverReadsOnly { channel: self.name.clone() })
+            }
             Some(_) => Ok(()),
         }
     }
@@ -251,26 +331,21 @@ impl ChannelState {
         to: &[MemberKey],
     ) -> std::result::Result<Vec<&Member>, Refused> {
         self.may_post(sender)?;
-        let others = self.members.iter().filter(|m| &m.card.identity_key != sender);
+        let others = self.members.iter().filter(|m| &m.key() != sender);
         match self.hub() {
             None if to.is_empty() => Ok(others.collect()),
-            None => refuse(
-                "--to is for the intermediary of a shuttle channel; in a direct channel everyone reads",
-            ),
+            None => refuse(Refused::RecipientsInDirect),
             Some(hub) if hub != sender => {
                 if !to.is_empty() {
-                    return refuse("in a shuttle channel your notes go to the intermediary only");
+                    return refuse(Refused::SideNamesRecipients);
                 }
-                Ok(others.filter(|m| &m.card.identity_key == hub).collect())
+                Ok(others.filter(|m| &m.key() == hub).collect())
             }
-            Some(_) if to.is_empty() => refuse(format!(
-                "you run the shuttle {}: say which side receives this note with --to MEMBER",
-                self.name
-            )),
+            Some(_) if to.is_empty() => refuse(Refused::HubNamesNoRecipient { channel: self.name.clone() }),
             Some(_) => {
-                let picked: Vec<&Member> = others.filter(|m| to.contains(&m.card.identity_key)).collect();
+                let picked: Vec<&Member> = others.filter(|m| to.contains(&m.key())).collect();
                 if picked.len() != to.len() {
-                    return refuse(format!("--to names someone who is not another member of {}", self.name));
+                    return refuse(Refused::RecipientNotMember { channel: self.name.clone() });
                 }
                 Ok(picked)
             }
@@ -279,7 +354,7 @@ impl ChannelState {
 
     /// Everyone but `sender`.
     pub fn everyone_but(&self, sender: &MemberKey) -> Vec<&Member> {
-        self.members.iter().filter(|m| &m.card.identity_key != sender).collect()
+        self.members.iter().filter(|m| &m.key() != sender).collect()
     }
 
     /// Who receives a channel-wide item (consent, draft, proposal, ratification) from
@@ -287,9 +362,7 @@ impl ChannelState {
     /// tallies consents and passes ratifications on.
     pub fn item_recipients(&self, sender: &MemberKey) -> Vec<&Member> {
         match self.hub() {
-            Some(hub) if hub != sender => {
-                self.members.iter().filter(|m| &m.card.identity_key == hub).collect()
-            }
+            Some(hub) if hub != sender => self.members.iter().filter(|m| &m.key() == hub).collect(),
             _ => self.everyone_but(sender),
         }
     }
@@ -304,9 +377,7 @@ impl ChannelState {
         }
         self.members
             .iter()
-            .filter(|m| {
-                m.since < mine.since && m.card.identity_key != self.creator && &m.card.identity_key != me
-            })
+            .filter(|m| m.since < mine.since && m.key() != self.creator && &m.key() != me)
             .collect()
     }
 
@@ -335,17 +406,18 @@ impl PhaseVote {
         member: &MemberKey,
         phase: Phase,
     ) -> std::result::Result<(), Refused> {
-        let Some(m) = state.member(member) else { return refuse("consent from a non-member refused") };
+        let Some(m) = state.member(member) else {
+            return refuse(Refused::NotMember { channel: state.name.clone() });
+        };
         if m.role != Role::Principal {
-            return refuse(format!("only principals consent to phase changes; {} is not one", m.card.name));
+            return refuse(Refused::NotPrincipal { name: m.card.name.clone() });
         }
         if state.phase.next() != Some(phase) {
-            return refuse(format!(
-                "{} is in phase {}; the only next phase is {}",
-                state.name,
-                state.phase.name(),
-                state.phase.next().map_or("none (it is public)", Phase::name)
-            ));
+            return refuse(Refused::NotNextPhase {
+                channel: state.name.clone(),
+                phase: state.phase,
+                next: state.phase.next(),
+            });
         }
         if self.to != Some(phase) {
             *self = PhaseVote { to: Some(phase), consents: Vec::new() };
@@ -467,31 +539,33 @@ impl ChannelBody {
             |t: &str| !t.trim().is_empty() && t.len() <= MAX_TITLE && !t.chars().any(char::is_control);
         match self {
             ChannelBody::State { state } => state.check(),
-            ChannelBody::NonPaper { title, version, .. } if !title_ok(title) || *version == 0 => refuse(
-                format!("a title has 1 to {MAX_TITLE} bytes, no control characters; versions start at 1"),
-            ),
-            ChannelBody::Proposal { title, signatories, .. }
-                if !title_ok(title) || signatories.is_empty() || signatories.len() > MAX_MEMBERS =>
+            ChannelBody::NonPaper { title, .. } if !title_ok(title) => {
+                refuse(Refused::BadTitle { max: MAX_TITLE })
+            }
+            ChannelBody::NonPaper { version: 0, .. } => refuse(Refused::BadVersion),
+            ChannelBody::Proposal { title, .. } if !title_ok(title) => {
+                refuse(Refused::BadTitle { max: MAX_TITLE })
+            }
+            ChannelBody::Proposal { signatories, .. }
+                if signatories.is_empty() || signatories.len() > MAX_MEMBERS =>
             {
-                refuse(format!(
-                    "a proposal needs a title of 1 to {MAX_TITLE} bytes and 1 to {MAX_MEMBERS} signatories"
-                ))
+                refuse(Refused::BadSignatories { max: MAX_MEMBERS })
             }
             ChannelBody::Introduce { invitation, .. } if invitation.len() > 16 * 1024 => {
-                refuse("oversized invitation")
+                refuse(Refused::Oversized { what: "invitation".into() })
             }
             ChannelBody::ProbePropose { terms, budget, .. } => {
-                terms.validate().or_else(|e| refuse(format!("probe terms: {e}")))?;
+                terms.validate().map_err(|e| Refused::BadProbeTerms { why: e.to_string() })?;
                 let bounded = |n: u32| (1..=MAX_PROBE_BUDGET).contains(&n);
                 match bounded(budget.per_issue) && bounded(budget.per_phase) {
                     true => Ok(()),
-                    false => refuse(format!("a probe budget is 1 to {MAX_PROBE_BUDGET} probes")),
+                    false => refuse(Refused::BadProbeBudget { max: MAX_PROBE_BUDGET }),
                 }
             }
             ChannelBody::ProbeDecline { reason, .. } | ChannelBody::ProbeAbort { reason, .. }
                 if reason.len() > MAX_PROBE_REASON =>
             {
-                refuse("oversized reason")
+                refuse(Refused::Oversized { what: "reason".into() })
             }
             _ => Ok(()),
         }
@@ -520,12 +594,12 @@ mod tests {
     fn direct_channel_fans_out_to_everyone_else_and_observers_read_only() {
         let (s, a, b, c) = direct();
         let to: Vec<_> =
-            s.note_recipients(&a.identity_key, &[]).unwrap().iter().map(|m| m.card.name.clone()).collect();
+            s.note_recipients(&a.party(), &[]).unwrap().iter().map(|m| m.card.name.clone()).collect();
         assert_eq!(to, ["Bao", "Chen"]);
-        assert!(s.note_recipients(&c.identity_key, &[]).unwrap_err().0.contains("read only"));
-        assert!(s.note_recipients(&b.identity_key, &[a.identity_key]).is_err());
+        assert!(matches!(s.note_recipients(&c.party(), &[]), Err(Refused::ObserverReadsOnly { .. })));
+        assert!(s.note_recipients(&b.party(), &[a.party()]).is_err());
         let stranger = card("Eve", "E");
-        assert!(s.may_post(&stranger.identity_key).unwrap_err().0.contains("not a member"));
+        assert!(matches!(s.may_post(&stranger.party()), Err(Refused::NotMember { .. })));
     }
 
     #[test]
@@ -535,25 +609,25 @@ mod tests {
         let mut s = ChannelState::new("s", Mode::Shuttle, hub.clone(), Role::Intermediary).unwrap();
         s.add(a.clone(), Role::Principal).unwrap();
         s.add(b.clone(), Role::Principal).unwrap();
-        let from_a = s.note_recipients(&a.identity_key, &[]).unwrap();
+        let from_a = s.note_recipients(&a.party(), &[]).unwrap();
         assert_eq!(from_a.len(), 1);
-        assert_eq!(from_a[0].card.identity_key, hub.identity_key);
-        assert!(s.note_recipients(&a.identity_key, &[b.identity_key]).is_err());
-        assert!(s.note_recipients(&hub.identity_key, &[]).is_err(), "the hub must say whom to");
-        let to_b = s.note_recipients(&hub.identity_key, &[b.identity_key]).unwrap();
+        assert_eq!(from_a[0].card.party(), hub.party());
+        assert!(s.note_recipients(&a.party(), &[b.party()]).is_err());
+        assert!(s.note_recipients(&hub.party(), &[]).is_err(), "the hub must say whom to");
+        let to_b = s.note_recipients(&hub.party(), &[b.party()]).unwrap();
         assert_eq!(to_b[0].card.name, "Bao");
-        assert!(s.to_introduce(&b.identity_key).is_empty(), "shuttle sides never meet");
-        let items: Vec<_> = s.item_recipients(&a.identity_key).iter().map(|m| m.card.name.clone()).collect();
+        assert!(s.to_introduce(&b.party()).is_empty(), "shuttle sides never meet");
+        let items: Vec<_> = s.item_recipients(&a.party()).iter().map(|m| m.card.name.clone()).collect();
         assert_eq!(items, ["Omar"], "a side's consents and seals go to the hub, which passes them on");
-        assert_eq!(s.item_recipients(&hub.identity_key).len(), 2);
+        assert_eq!(s.item_recipients(&hub.party()).len(), 2);
     }
 
     #[test]
     fn later_members_introduce_themselves_to_earlier_ones_but_not_the_creator() {
         let (s, a, b, c) = direct();
-        assert!(s.to_introduce(&a.identity_key).is_empty());
-        assert!(s.to_introduce(&b.identity_key).is_empty(), "only the creator came before Bao");
-        let names: Vec<_> = s.to_introduce(&c.identity_key).iter().map(|m| m.card.name.clone()).collect();
+        assert!(s.to_introduce(&a.party()).is_empty());
+        assert!(s.to_introduce(&b.party()).is_empty(), "only the creator came before Bao");
+        let names: Vec<_> = s.to_introduce(&c.party()).iter().map(|m| m.card.name.clone()).collect();
         assert_eq!(names, ["Bao"]);
     }
 
@@ -561,17 +635,51 @@ mod tests {
     fn only_newer_states_from_the_creator_are_taken() {
         let (mut s, a, b, c) = direct();
         let mut newer = s.clone();
-        newer.remove(&c.identity_key).unwrap();
-        assert!(s.update_from(&b.identity_key, newer.clone()).is_err(), "not the creator");
+        newer.remove(&c.party()).unwrap();
+        assert!(s.update_from(&b.party(), newer.clone()).is_err(), "not the creator");
         let old = s.clone();
-        assert!(s.update_from(&a.identity_key, newer.clone()).unwrap());
-        assert!(s.member(&c.identity_key).is_none());
-        assert!(!s.update_from(&a.identity_key, old).unwrap(), "an older version is ignored");
-        assert!(s.remove(&a.identity_key).is_err(), "the creator stays");
+        assert!(s.update_from(&a.party(), newer.clone()).unwrap());
+        assert!(s.member(&c.party()).is_none());
+        assert!(!s.update_from(&a.party(), old).unwrap(), "an older version is ignored");
+        assert!(s.remove(&a.party()).is_err(), "the creator stays");
         let mut twice = newer;
         twice.version += 1;
         twice.members.push(twice.members[1].clone());
-        assert!(s.update_from(&a.identity_key, twice).is_err());
+        assert!(s.update_from(&a.party(), twice).is_err());
+    }
+
+    /// What a creator may never change in an update, so every member refuses the same forgery
+    /// (a swapped seal key, a promoted observer, a wiped retention, a skipped phase).
+    #[test]
+    fn updates_cannot_change_cards_roles_policies_or_skip_phases() {
+        let (s, a, b, c) = direct();
+        let refused = |change: &dyn Fn(&mut ChannelState)| {
+            let mut new = s.clone();
+            new.version += 1;
+            change(&mut new);
+            s.clone().update_from(&a.party(), new)
+        };
+        let immutable =
+            |r: std::result::Result<bool, Refused>| matches!(r, Err(Refused::ImmutableChanged { .. }));
+        assert!(immutable(refused(&|n| n.members[1].card.seal_key = [9; 32])), "a member's seal key");
+        assert!(immutable(refused(&|n| n.members[1].card.side = "A".into())), "a member's side");
+        assert!(immutable(refused(&|n| n.members[2].role = Role::Principal)), "an observer promoted");
+        assert!(immutable(refused(&|n| n.policies[0].retention_secs = Some(1))), "retention wiped");
+        assert!(immutable(refused(&|n| n.phase = Phase::Agreed)), "a phase skipped");
+        assert!(immutable(refused(&|n| n.mode = Mode::Shuttle)), "the mode");
+        assert_eq!(refused(&|n| n.phase = Phase::Drafting), Ok(true), "one step forward is an update");
+        let mut later = s.clone();
+        later.phase = Phase::Drafting;
+        let mut back = later.clone();
+        back.version += 1;
+        back.phase = Phase::Exploratory;
+        assert!(immutable(later.update_from(&a.party(), back)), "a phase moved back");
+        let mut removed = s.clone();
+        removed.version += 1;
+        removed.remove(&c.party()).unwrap();
+        removed.add(card("Chen", "C"), Role::Principal).unwrap();
+        assert_eq!(s.clone().update_from(&a.party(), removed), Ok(true), "a new member may join");
+        let _ = b;
     }
 
     #[test]
@@ -580,19 +688,22 @@ mod tests {
         for i in 1..MAX_MEMBERS {
             s.add(card(&format!("M{i}"), "S"), Role::Principal).unwrap();
         }
-        assert!(s.add(card("one too many", "S"), Role::Principal).unwrap_err().0.contains("50"));
+        assert_eq!(
+            s.add(card("one too many", "S"), Role::Principal),
+            Err(Refused::Full { channel: "big".into(), max: 50 })
+        );
     }
 
     #[test]
     fn phase_moves_only_when_every_side_consents() {
         let (mut s, a, b, c) = direct();
         let mut vote = PhaseVote::default();
-        assert!(vote.consent(&s, &a.identity_key, Phase::Agreed).is_err(), "phases are not skipped");
-        vote.consent(&s, &a.identity_key, Phase::Drafting).unwrap();
+        assert!(vote.consent(&s, &a.party(), Phase::Agreed).is_err(), "phases are not skipped");
+        vote.consent(&s, &a.party(), Phase::Drafting).unwrap();
         assert_eq!(vote.agreed(&s), None);
         assert_eq!(vote.missing(&s), ["B"]);
-        assert!(vote.consent(&s, &c.identity_key, Phase::Drafting).is_err(), "observers have no say");
-        vote.consent(&s, &b.identity_key, Phase::Drafting).unwrap();
+        assert!(vote.consent(&s, &c.party(), Phase::Drafting).is_err(), "observers have no say");
+        vote.consent(&s, &b.party(), Phase::Drafting).unwrap();
         assert_eq!(vote.agreed(&s), Some(Phase::Drafting));
         s.phase = Phase::Drafting;
         assert_eq!(vote.agreed(&s), None, "an applied vote does not apply twice");

@@ -13,6 +13,29 @@ use crate::error::{ProtoError, Result};
 /// Longest display name or side label, in bytes.
 pub const MAX_LABEL: usize = 64;
 
+/// A party as channels and contacts tell parties apart: its Olm identity key. Names and sides
+/// are only labels; a party's device keys (one today) are a different thing, [`DeviceKey`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartyKey(pub [u8; 32]);
+
+impl std::fmt::Debug for PartyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartyKey({})", backchannel_wire::hex_encode(&self.0[..6]))
+    }
+}
+
+/// One device's signing key (vodozemac's Ed25519 device key), distinct from the party.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceKey(pub [u8; 32]);
+
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceKey({})", backchannel_wire::hex_encode(&self.0[..6]))
+    }
+}
+
 /// What a party shows others: who it is and its public keys.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct Card {
@@ -27,6 +50,15 @@ pub struct Card {
 }
 
 impl Card {
+    /// The key that names this party in channels.
+    pub fn party(&self) -> PartyKey {
+        PartyKey(self.identity_key)
+    }
+
+    pub fn device(&self) -> DeviceKey {
+        DeviceKey(self.device_key)
+    }
+
     pub fn encode(&self, w: &mut Writer) {
         w.bytes16(self.name.as_bytes()).bytes16(self.side.as_bytes());
         w.raw(&self.identity_key).raw(&self.device_key).raw(&self.seal_key);

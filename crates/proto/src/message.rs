@@ -11,6 +11,8 @@ use crate::identity::Card;
 pub const VERSION: u8 = 1;
 /// Largest message body (a document split over many blocks).
 pub const MAX_BODY: usize = 4 * 1024 * 1024 - 64 * 1024;
+/// Frame bytes beyond the message body: headers of every layer, with room to spare.
+pub const FRAME_OVERHEAD: usize = 512;
 
 /// A conversation within a pairwise session. All zeros: the contact's own direct thread.
 #[derive(
@@ -112,6 +114,18 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether a message body of `len` bytes fits in one frame of this route's blocks.
+    pub fn fits(&self, len: usize) -> bool {
+        let capacity =
+            crate::block::chunk_capacity(self.block_size as usize) * crate::block::MAX_FRAME_BLOCKS;
+        len <= MAX_BODY && len + FRAME_OVERHEAD <= capacity
+    }
+
+    /// Cuts a frame into blocks sealed under this route's key, all of its block size.
+    pub fn seal_blocks(&self, frame: &[u8]) -> Result<(crate::block::FrameId, Vec<Vec<u8>>)> {
+        crate::block::seal_frame(frame, &self.block_key, self.block_size as usize)
+    }
+
     pub fn encode(&self, w: &mut Writer) {
         w.bytes16(self.relay.to_string().as_bytes()).u32(self.block_size);
         w.raw(&self.send_id.0).raw(&self.send_secret.0).raw(&self.block_key.0);

@@ -3,14 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use backchannel_client::{ChannelView, Fanout, Party};
-use backchannel_proto::channel::{Mode, Phase, Role};
+use backchannel_client::{ChannelView, Command, Fanout, Mode, Phase, Reply, Role};
 
-use super::party::open;
-use super::talk::deliver;
+use super::{delivered, json, once, say, unexpected};
 use crate::args::ChannelCmd;
 use crate::config;
-use crate::output::{json, say};
+use crate::render::{channel_summary, peer, role};
 
 pub async fn run(home: &Path, cmd: ChannelCmd) -> Result<()> {
     match cmd {
@@ -18,41 +16,58 @@ pub async fn run(home: &Path, cmd: ChannelCmd) -> Result<()> {
             let mode = parse_mode(&mode)?;
             let default_role = if mode == Mode::Shuttle { Role::Intermediary } else { Role::Principal };
             let role = role.as_deref().map(parse_role).transpose()?.unwrap_or(default_role);
-            let retention = retention.as_deref().map(config::duration).transpose()?.map(|d| d.as_secs());
-            let view = open(home)?.channel_create(&name, mode, role, retention)?;
-            say(format!("created {}", summary(&view)))?;
+            let retention_secs = retention.as_deref().map(config::duration).transpose()?.map(|d| d.as_secs());
+            let reply =
+                once(home, Command::ChannelCreate { name: name.clone(), mode, role, retention_secs }).await?;
+            let Reply::Channel { channel: view, .. } = reply else { return Err(unexpected(reply)) };
+            say(format!("created {}", channel_summary(&view)))?;
             say(format!("add members with `backchannel channel add {name} CONTACT --role principal`"))
         }
         ChannelCmd::Add { name, contact, role } => {
-            let mut party = open(home)?;
-            let view = party.channel_add(&name, &contact, parse_role(&role)?)?;
-            deliver(&mut party, &name).await?;
-            say(format!("added {contact}: {}", summary(&view)))
+            let command = Command::ChannelAdd {
+                name: name.clone(),
+                contact: contact.clone(),
+                role: parse_role(&role)?,
+            };
+            let (view, _) = changed(home, command, &name).await?;
+            say(format!("added {}: {}", peer(&contact), channel_summary(&view)))
         }
         ChannelCmd::Remove { name, member } => {
-            let mut party = open(home)?;
-            let view = party.channel_remove(&name, &member)?;
-            deliver(&mut party, &name).await?;
-            say(format!("removed {member}: {}", summary(&view)))
+            let (view, _) =
+                changed(home, Command::ChannelRemove { name: name.clone(), member: member.clone() }, &name)
+                    .await?;
+            say(format!("removed {}: {}", peer(&member), channel_summary(&view)))
         }
         ChannelCmd::Members { name, json: as_json } => {
-            let view = open(home)?.channel(&name)?;
+            let reply = once(home, Command::Channel { name }).await?;
+            let Reply::Channel { channel: view, .. } = reply else { return Err(unexpected(reply)) };
             if as_json {
                 return json(&view);
             }
             members(&view)
         }
         ChannelCmd::List { json: as_json } => {
-            let all = open(home)?.channels()?;
+            let reply = once(home, Command::Channels).await?;
+            let Reply::Channels { channels: all } = reply else { return Err(unexpected(reply)) };
             if as_json {
                 return json(&all);
             }
             if all.is_empty() {
                 return say("no channels yet: `backchannel channel create NAME`");
             }
-            all.iter().try_for_each(|c| say(summary(c)))
+            all.iter().try_for_each(|c| say(channel_summary(c)))
         }
     }
+}
+
+/// A command that changes a channel and delivers what it sealed.
+async fn changed(home: &Path, command: Command, name: &str) -> Result<(ChannelView, bool)> {
+    let reply = once(home, command).await?;
+    let Reply::Channel { channel: view, delivery: Some(delivery) } = reply else {
+        return Err(unexpected(reply));
+    };
+    let all = delivered(&delivery, name)?;
+    Ok((view, all))
 }
 
 fn parse_mode(s: &str) -> Result<Mode> {
@@ -72,14 +87,8 @@ fn parse_role(s: &str) -> Result<Role> {
     }
 }
 
-fn summary(c: &ChannelView) -> String {
-    let mode = if c.mode == Mode::Shuttle { "shuttle" } else { "direct" };
-    let gone = if c.removed { "  [you were removed]" } else { "" };
-    format!("{} ({mode}, phase {}, {} members){gone}", c.name, c.phase.name(), c.members.len())
-}
-
 fn members(c: &ChannelView) -> Result<()> {
-    say(summary(c))?;
+    say(channel_summary(c))?;
     let keep = c
         .policy
         .retention_secs
@@ -87,22 +96,23 @@ fn members(c: &ChannelView) -> Result<()> {
     let probes = if c.policy.probes_allowed { "allowed" } else { "not allowed" };
     say(format!("policy: notes {keep}; probes {probes}"))?;
     if let Some((phase, missing)) = &c.proposed_phase {
+        let missing: Vec<String> = missing.iter().map(|m| peer(m)).collect();
         say(format!("proposed: move to {}; waiting for {}", phase.name(), missing.join(", ")))?;
     }
     for m in &c.members {
-        let role = format!("{:?}", m.role).to_lowercase();
         let creator = if m.creator { ", creator" } else { "" };
+        let (name, side, r) = (peer(&m.name), peer(&m.side), role(m.role));
         let line = match (&m.safety_number, m.you) {
-            (_, true) => format!("  {} ({}) — {role}{creator} — you", m.name, m.side),
+            (_, true) => format!("  {name} ({side}) — {r}{creator} — you"),
             (Some(sn), false) => {
                 let link = match (m.connected, m.verified) {
                     (false, _) => "introduction pending",
                     (true, false) => "NOT verified",
                     (true, true) => "verified",
                 };
-                format!("  {} ({}) — {role}{creator} — safety number {sn} [{link}]", m.name, m.side)
+                format!("  {name} ({side}) — {r}{creator} — safety number {sn} [{link}]")
             }
-            (None, false) => format!("  {} ({}) — {role}{creator}", m.name, m.side),
+            (None, false) => format!("  {name} ({side}) — {r}{creator}"),
         };
         say(line)?;
     }
@@ -112,9 +122,10 @@ fn members(c: &ChannelView) -> Result<()> {
 /// What a fan-out did, for the user.
 pub fn fanout_line(name: &str, out: &Fanout, delivered: bool) -> String {
     let how = if delivered { "sent to" } else { "queued in the outbox for" };
-    let mut line = format!("{how} {} member(s) of {name}", out.sealed);
+    let mut line = format!("{how} {} member(s) of {}", out.sealed, peer(name));
     if !out.waiting.is_empty() {
-        line.push_str(&format!("; waiting for introductions to {}", out.waiting.join(", ")));
+        let waiting: Vec<String> = out.waiting.iter().map(|w| peer(w)).collect();
+        line.push_str(&format!("; waiting for introductions to {}", waiting.join(", ")));
     }
     line
 }
@@ -124,26 +135,28 @@ pub async fn forward(
     channel: &str,
     entry: usize,
     to: &[String],
-    rephrase: Option<&str>,
+    rephrased: Option<String>,
 ) -> Result<()> {
-    let mut party = open(home)?;
-    let out = party.channel_forward(channel, entry, to, rephrase)?;
-    let delivered = deliver(&mut party, channel).await?;
-    say(fanout_line(channel, &out, delivered))
+    let command = Command::Forward { channel: channel.to_owned(), entry, to: to.to_vec(), rephrased };
+    let reply = once(home, command).await?;
+    let Reply::Sent { fanout: Some(out), delivery } = reply else { return Err(unexpected(reply)) };
+    let all = delivered(&delivery, channel)?;
+    say(fanout_line(channel, &out, all))
 }
 
 pub async fn phase(home: &Path, channel: &str, proposed: Option<&str>) -> Result<()> {
     let phase: Option<Phase> = proposed.map(str::parse).transpose().map_err(anyhow::Error::msg)?;
-    let mut party: Party = open(home)?;
-    party.sync().await?;
-    let view = party.phase_consent(channel, phase)?;
-    deliver(&mut party, channel).await?;
+    let (view, _) = changed(home, Command::Phase { channel: channel.to_owned(), phase }, channel).await?;
+    let name = peer(channel);
     match &view.proposed_phase {
         Some((p, missing)) if missing.is_empty() => say(format!(
-            "{channel}: every side consents to {}; the creator moves the channel at its next sync",
+            "{name}: every side consents to {}; the creator moves the channel at its next sync",
             p.name()
         )),
-        Some((p, missing)) => say(format!("{channel}: move to {} awaits {}", p.name(), missing.join(", "))),
-        None => say(format!("{channel} is now in phase {}", view.phase.name())),
+        Some((p, missing)) => {
+            let missing: Vec<String> = missing.iter().map(|m| peer(m)).collect();
+            say(format!("{name}: move to {} awaits {}", p.name(), missing.join(", ")))
+        }
+        None => say(format!("{name} is now in phase {}", view.phase.name())),
     }
 }

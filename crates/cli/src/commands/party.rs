@@ -4,25 +4,23 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use backchannel_client::Party;
+use backchannel_client::{Command, Engine, EngineConfig, Reply};
 use backchannel_wire::{RelayAddress, hex_encode};
 
+use super::{delivered, fail, json, once, say, unexpected};
 use crate::config;
-use crate::output::{contact, json, say};
-
-pub fn open(home: &Path) -> Result<Party> {
-    Ok(Party::open(home, &config::passphrase(false)?)?)
-}
+use crate::render::{contact, peer};
 
 pub fn init(home: &Path, name: &str, side: &str) -> Result<()> {
-    let mut party = Party::init(home, &config::passphrase(true)?, name, side)?;
-    let me = party.me()?;
-    say(format!("created {} ({}) in {}", me.name, me.side, home.display()))?;
+    let engine =
+        Engine::init(home, &config::passphrase(true)?, name, side, EngineConfig::default()).map_err(fail)?;
+    let me = engine.me();
+    say(format!("created {} ({}) in {}", peer(&me.name), peer(&me.side), home.display()))?;
     say(format!("fingerprint {}", me.fingerprint()))
 }
 
-pub fn whoami(home: &Path, as_json: bool) -> Result<()> {
-    let me = open(home)?.me()?;
+pub async fn whoami(home: &Path, as_json: bool) -> Result<()> {
+    let Reply::Card { card: me } = once(home, Command::Whoami).await? else { return Err(unexpected_reply()) };
     if as_json {
         return json(&serde_json::json!({
             "name": me.name,
@@ -32,13 +30,18 @@ pub fn whoami(home: &Path, as_json: bool) -> Result<()> {
             "seal_key": hex_encode(&me.seal_key),
         }));
     }
-    say(format!("name         {}", me.name))?;
-    say(format!("side         {}", me.side))?;
+    say(format!("name         {}", peer(&me.name)))?;
+    say(format!("side         {}", peer(&me.side)))?;
     say(format!("fingerprint  {}", me.fingerprint()))
 }
 
-pub fn contacts(home: &Path, as_json: bool) -> Result<()> {
-    let all = open(home)?.contacts()?;
+fn unexpected_reply() -> anyhow::Error {
+    unexpected(Reply::Done)
+}
+
+pub async fn contacts(home: &Path, as_json: bool) -> Result<()> {
+    let reply = once(home, Command::Contacts).await?;
+    let Reply::Contacts { contacts: all } = reply else { return Err(unexpected(reply)) };
     if as_json {
         return json(&all);
     }
@@ -48,15 +51,17 @@ pub fn contacts(home: &Path, as_json: bool) -> Result<()> {
     all.iter().try_for_each(|c| say(contact(c)))
 }
 
-pub fn verify(home: &Path, name: &str) -> Result<()> {
-    let c = open(home)?.verify(name)?;
+pub async fn verify(home: &Path, name: &str) -> Result<()> {
+    let reply = once(home, Command::Verify { name: name.to_owned() }).await?;
+    let Reply::Contact { contact: c, .. } = reply else { return Err(unexpected(reply)) };
     say(format!("marked verified: {}", contact(&c)))
 }
 
 pub async fn invite(home: &Path, relay: &str, expires: &str) -> Result<()> {
     let relay: RelayAddress = relay.parse().context("--relay")?;
     let ttl = config::duration(expires)?;
-    let text = open(home)?.invite(&relay, ttl.as_secs()).await?;
+    let reply = once(home, Command::Invite { relay, ttl_secs: ttl.as_secs() }).await?;
+    let Reply::Invitation { text } = reply else { return Err(unexpected(reply)) };
     eprintln!("one-time invitation, valid for {expires}; pass it to one person over a channel you trust:");
     say(text)
 }
@@ -71,7 +76,12 @@ pub async fn accept(home: &Path, text: &str) -> Result<()> {
     } else {
         text.to_owned()
     };
-    let view = open(home)?.accept(&text).await?;
+    let reply = once(home, Command::Accept { text }).await?;
+    let Reply::Contact { contact: view, delivery } = reply else { return Err(unexpected(reply)) };
+    if let Some(d) = &delivery {
+        // The Hello waits in the outbox if the relay is down; `sync` sends it.
+        let _ = delivered(d, &view.name);
+    }
     say(format!("new contact: {}", contact(&view)))?;
     say("compare the safety number with them out of band, then run `backchannel verify NAME`")
 }

@@ -4,12 +4,14 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use backchannel_client::{Asker, Party, ProbeBudget, ProbeRequest, ProbeSpec, ProbeView, ProbesView};
+use backchannel_client::{
+    Asker, Command, ProbeBudget, ProbeInputSpec, ProbeRequest, ProbeSpec, ProbeStatus, ProbeView, ProbesView,
+    Reply,
+};
 
-use super::party::open;
-use super::talk::deliver;
+use super::{delivered, json, once, print_caught_up, say, unexpected};
 use crate::args::ProbeCmd;
-use crate::output::{event, json, say, time};
+use crate::render::{describe, peer, probe_detail, time};
 
 pub async fn run(home: &Path, cmd: ProbeCmd) -> Result<()> {
     match cmd {
@@ -20,60 +22,80 @@ pub async fn run(home: &Path, cmd: ProbeCmd) -> Result<()> {
                 _ => bail!("give --max (a single-value probe) or --cap (a package probe)"),
             };
             let budget = budget.as_deref().map(parse_budget).transpose()?;
-            let req = ProbeRequest { with, spec, asker: parse_asker(&asker)?, budget };
-            let mut party = synced(home).await?;
-            let view = party.probe_propose(&channel, &req)?;
-            deliver(&mut party, &channel).await?;
+            let request = ProbeRequest { with, spec, asker: parse_asker(&asker)?, budget };
+            let view =
+                probe_command(home, &channel, Command::ProbePropose { channel: channel.clone(), request })
+                    .await?;
             let id = &view.id[..8];
-            say(format!("proposed probe {id} to {}: {}", view.with, view.terms))?;
+            say(format!("proposed probe {id} to {}: {}", peer(&view.with), describe(&view.terms)))?;
             say(format!(
                 "enter your input with `backchannel probe input {channel} {id} …`; they accept it with `backchannel probe accept {channel} {id}`"
             ))
         }
         ProbeCmd::Accept { channel, id } => {
-            let mut party = synced(home).await?;
-            let view = party.probe_accept(&channel, &id)?;
-            deliver(&mut party, &channel).await?;
-            say(format!("accepted probe {}: {}", &view.id[..8], view.detail))
+            let view =
+                probe_command(home, &channel, Command::ProbeAccept { channel: channel.clone(), id }).await?;
+            say(format!("accepted probe {}: {}", &view.id[..8], probe_detail(&view, &channel)))
         }
         ProbeCmd::Decline { channel, id } => {
-            let mut party = synced(home).await?;
-            let view = party.probe_decline(&channel, &id)?;
-            deliver(&mut party, &channel).await?;
+            let view =
+                probe_command(home, &channel, Command::ProbeDecline { channel: channel.clone(), id }).await?;
             say(format!("declined probe {}", &view.id[..8]))
         }
-        ProbeCmd::Input { channel, id, value, package } => input(home, &channel, &id, value, &package).await,
+        ProbeCmd::Input { channel, id, value, package } => {
+            let input = match value {
+                Some(text) => ProbeInputSpec::Value(read_value(&text)?),
+                None => ProbeInputSpec::Packages(
+                    package
+                        .iter()
+                        .flat_map(|p| p.split(';'))
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| p.split(',').map(|o| o.trim().to_owned()).collect())
+                        .collect(),
+                ),
+            };
+            let view =
+                probe_command(home, &channel, Command::ProbeInput { channel: channel.clone(), id, input })
+                    .await?;
+            say(format!(
+                "your input for probe {} is kept in your encrypted store and never sent",
+                &view.id[..8]
+            ))?;
+            say(format!("probe {}: {}", &view.id[..8], probe_detail(&view, &channel)))
+        }
         ProbeCmd::Status { channel, json: as_json } => {
-            let view = open(home)?.probes(&channel)?;
+            let view = probes(home, &channel).await?;
             if as_json {
                 return json(&view);
             }
             status(&view)
         }
         ProbeCmd::Log { channel, json: as_json } => {
-            let view = open(home)?.probes(&channel)?;
+            let view = probes(home, &channel).await?;
             if as_json {
                 return json(&view.probes);
             }
             if view.probes.is_empty() {
-                return say(format!("no probes in {channel} yet"));
+                return say(format!("no probes in {} yet", peer(&channel)));
             }
-            view.probes.iter().try_for_each(log_entry)
+            view.probes.iter().try_for_each(|p| log_entry(p, &channel))
         }
     }
 }
 
-/// Opens the party and takes in what is waiting (an acceptance, a query), saying what came.
-async fn synced(home: &Path) -> Result<Party> {
-    let mut party = open(home)?;
-    let report = party.sync().await?;
-    for e in &report.events {
-        say(event(e))?;
-    }
-    for why in report.unreachable.iter().chain(&report.problems) {
-        eprintln!("warning: {why}");
-    }
-    Ok(party)
+/// A probe command: what it took in first (an acceptance, a query) is shown before its result.
+async fn probe_command(home: &Path, channel: &str, command: Command) -> Result<ProbeView> {
+    let reply = once(home, command).await?;
+    let Reply::Probe { probe, delivery } = reply else { return Err(unexpected(reply)) };
+    print_caught_up(&delivery)?;
+    delivered(&delivery, channel)?;
+    Ok(probe)
+}
+
+async fn probes(home: &Path, channel: &str) -> Result<ProbesView> {
+    let reply = once(home, Command::Probes { channel: channel.to_owned() }).await?;
+    let Reply::Probes { probes } = reply else { return Err(unexpected(reply)) };
+    Ok(probes)
 }
 
 fn single(issue: &[String], max: u64, gives: Option<String>, takes: Option<String>) -> Result<ProbeSpec> {
@@ -121,34 +143,6 @@ fn parse_budget(s: &str) -> Result<ProbeBudget> {
     }
 }
 
-async fn input(
-    home: &Path,
-    channel: &str,
-    id: &str,
-    value: Option<String>,
-    package: &[String],
-) -> Result<()> {
-    let mut party = synced(home).await?;
-    let view = match value {
-        Some(text) => {
-            let value = read_value(&text)?;
-            party.probe_input_value(channel, id, value)?
-        }
-        None => {
-            let list: Vec<Vec<String>> = package
-                .iter()
-                .flat_map(|p| p.split(';'))
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| p.split(',').map(|o| o.trim().to_owned()).collect())
-                .collect();
-            party.probe_input_packages(channel, id, &list)?
-        }
-    };
-    deliver(&mut party, channel).await?;
-    say(format!("your input for probe {} is kept in your encrypted store and never sent", &view.id[..8]))?;
-    say(format!("probe {}: {}", &view.id[..8], view.detail))
-}
-
 /// The number, from the argument or (for `-`) standard input. Never echoed.
 fn read_value(text: &str) -> Result<u64> {
     let text = if text == "-" {
@@ -163,7 +157,7 @@ fn read_value(text: &str) -> Result<u64> {
 
 fn status(view: &ProbesView) -> Result<()> {
     let allowed = if view.probes_allowed { "allowed" } else { "NOT allowed" };
-    say(format!("{}: phase {}, probes {allowed}", view.channel, view.phase))?;
+    say(format!("{}: phase {}, probes {allowed}", peer(&view.channel), view.phase))?;
     match view.budget {
         Some(b) => say(format!(
             "budget: {} per issue, {} per phase (agreed with the channel's first accepted probe)",
@@ -179,24 +173,33 @@ fn status(view: &ProbesView) -> Result<()> {
         say(format!("used in phase {}: {} of {}", view.phase, view.used_in_phase, b.per_phase))?;
     }
     for i in &view.issues {
-        say(format!("  issue {:?}: {} used, {} left", i.issue, i.used, i.left))?;
+        say(format!("  issue {:?}: {} used, {} left", peer(&i.issue), i.used, i.left))?;
     }
     let open: Vec<&ProbeView> = view
         .probes
         .iter()
-        .filter(|p| matches!(p.status.as_str(), "proposed" | "accepted" | "running"))
+        .filter(|p| matches!(p.status, ProbeStatus::Proposed | ProbeStatus::Accepted | ProbeStatus::Running))
         .collect();
     if open.is_empty() {
         return say("no open probes");
     }
     say("open probes:")?;
-    open.iter().try_for_each(|p| say(format!("  {} with {} [{}] {}", &p.id[..8], p.with, p.status, p.detail)))
+    open.iter().try_for_each(|p| {
+        say(format!(
+            "  {} with {} [{}] {}",
+            &p.id[..8],
+            peer(&p.with),
+            p.status.name(),
+            probe_detail(p, &view.channel)
+        ))
+    })
 }
 
-fn log_entry(p: &ProbeView) -> Result<()> {
+fn log_entry(p: &ProbeView, channel: &str) -> Result<()> {
     let by = if p.proposed_by_you { "proposed by you" } else { "proposed by them" };
     let asks = if p.you_ask { "you ask" } else { "they ask" };
-    say(format!("{}  {}  with {}, {by}, {asks}, phase {}", &p.id[..8], time(p.at), p.with, p.phase))?;
-    say(format!("    {}", p.terms))?;
-    say(format!("    {}: {}", p.status, p.detail))
+    let with = format!("{} ({})", peer(&p.with), peer(&p.with_side));
+    say(format!("{}  {}  with {with}, {by}, {asks}, phase {}", &p.id[..8], time(p.at), p.phase))?;
+    say(format!("    {}", describe(&p.terms)))?;
+    say(format!("    {}: {}", p.status.name(), probe_detail(p, channel)))
 }

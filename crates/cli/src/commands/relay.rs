@@ -3,9 +3,9 @@
 use anyhow::{Context, Result};
 use backchannel_relay::{RelayConfig, RelayOptions, StoreSpec};
 
+use super::say;
 use crate::args::RelayArgs;
 use crate::config;
-use crate::output::say;
 
 pub async fn run(args: RelayArgs) -> Result<()> {
     let store: StoreSpec = args.store.parse()?;

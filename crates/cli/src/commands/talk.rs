@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use backchannel_client::{Party, WatchStatus};
+use backchannel_client::{Command, ConversationKind, Door, Event, Reply, Update};
 
-use super::party::open;
-use crate::output::{entry, event, json, say};
+use super::channel::fanout_line;
+use super::{ask, delivered, door, json, once, say, unexpected};
+use crate::render;
 
 pub async fn send(
     home: &Path,
@@ -21,129 +22,157 @@ pub async fn send(
             .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?,
         (None, None) => anyhow::bail!("give the note's TEXT or --file FILE"),
     };
-    let mut party = open(home)?;
-    if party.is_channel(name)? {
-        // Take in membership changes first, so a member removed meanwhile gets nothing.
-        let report = party.sync().await?;
-        report_unreachable(&report.unreachable);
-        let out = party.channel_note(name, &text, to)?;
-        let delivered = deliver(&mut party, name).await?;
-        return say(super::channel::fanout_line(name, &out, delivered));
+    let reply = once(home, Command::Send { name: name.to_owned(), text, to: to.to_vec() }).await?;
+    let Reply::Sent { fanout, delivery } = reply else { return Err(unexpected(reply)) };
+    let all = delivered(&delivery, name)?;
+    match fanout {
+        Some(out) => say(fanout_line(name, &out, all)),
+        None if all => say(format!("sent to {}", render::peer(name))),
+        None => say(format!(
+            "queued for {}; it waits in the outbox for the next `backchannel sync`",
+            render::peer(name)
+        )),
     }
-    if !to.is_empty() {
-        anyhow::bail!("--to is for shuttle channels; {name} is a contact");
-    }
-    party.queue_note(name, &text)?;
-    if deliver(&mut party, name).await? {
-        return say(format!("sent to {name}"));
-    }
-    say(format!("queued for {name}; it waits in the outbox for the next `backchannel sync`"))
-}
-
-fn report_unreachable(why: &[String]) {
-    why.iter().for_each(|w| eprintln!("warning: {w}"));
-}
-
-/// Flushes the outbox; says plainly what could not go yet (it stays queued, nothing lost).
-/// Returns whether everything went.
-pub async fn deliver(party: &mut Party, name: &str) -> Result<bool> {
-    let flushed = party.flush_outbox().await?;
-    if flushed.refused > 0 {
-        anyhow::bail!(
-            "not delivered: the relay no longer has a queue {name} needs (expired or deleted); exchange a new invitation"
-        );
-    }
-    if flushed.still_queued > 0 {
-        report_unreachable(&flushed.unreachable);
-        eprintln!(
-            "queued: {} message(s) wait in the outbox for the next `backchannel sync`",
-            flushed.still_queued
-        );
-    }
-    Ok(flushed.still_queued == 0)
 }
 
 pub async fn sync(home: &Path) -> Result<()> {
-    let report = open(home)?.sync().await?;
+    let reply = once(home, Command::Sync).await?;
+    let Reply::Synced { report } = reply else { return Err(unexpected(reply)) };
     for e in &report.events {
-        say(event(e))?;
+        say(render::event(e))?;
+    }
+    for trouble in &report.tasks {
+        let again = if trouble.retry { "; will retry" } else { "" };
+        eprintln!(
+            "warning: introduction in {}: {}{again}",
+            render::peer(&trouble.channel),
+            render::error(&trouble.error)
+        );
     }
     for why in report.unreachable.iter().chain(&report.problems) {
         eprintln!("warning: {why}");
     }
-    let received =
-        report.events.iter().filter(|e| matches!(e, backchannel_client::Event::Note { .. })).count();
+    if report.held > 0 {
+        eprintln!("held: {} message(s) a relay refused wait for you; see `backchannel outbox`", report.held);
+    }
+    let received = report
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::Entry { entry: backchannel_client::Entry::Note { outgoing: false, .. }, .. })
+        })
+        .count();
     say(format!("sent {}, received {received}, still queued {}", report.sent, report.still_queued))
 }
 
-/// Whether an event belongs to the contact or channel called `name`.
-fn concerns(e: &backchannel_client::Event, name: &str) -> bool {
-    use backchannel_client::Event;
-    let is = |s: &str| s.eq_ignore_ascii_case(name);
-    // A contact may be named NAME@SIDE; events carry the name alone.
-    let contact = name.split('@').next().unwrap_or(name);
-    match e {
-        Event::Note { channel: Some(c), .. } | Event::Channel { channel: c, .. } => is(c),
-        Event::Note { from, .. }
-        | Event::Gap { from, .. }
-        | Event::GapClosed { from, .. }
-        | Event::Rejected { from, .. }
-        | Event::Duplicate { from } => from.eq_ignore_ascii_case(contact),
-        Event::Joined { name: n, .. } => n.eq_ignore_ascii_case(contact),
-    }
-}
-
-pub fn read(home: &Path, name: &str, as_json: bool) -> Result<()> {
-    let entries = open(home)?.read(name)?;
+pub async fn read(home: &Path, name: &str, as_json: bool) -> Result<()> {
+    let reply = once(home, Command::Read { name: name.to_owned() }).await?;
+    let Reply::Entries { entries } = reply else { return Err(unexpected(reply)) };
     if as_json {
         return json(&entries);
     }
     // Numbered, so an intermediary can say which note to forward.
-    entries.iter().enumerate().try_for_each(|(i, e)| say(format!("{:>3}. {}", i + 1, entry(e))))
+    entries.iter().enumerate().try_for_each(|(i, e)| say(format!("{:>3}. {}", i + 1, render::entry(e))))
+}
+
+/// Whether an update belongs to the contact or channel called `name`.
+fn concerns(u: &Update, name: &str) -> bool {
+    let Update::Party { event } = u else { return true };
+    let conversation = match event {
+        Event::Entry { conversation, .. }
+        | Event::Duplicate { conversation }
+        | Event::GapClosed { conversation, .. } => conversation,
+    };
+    // A contact may be named NAME@SIDE; conversations carry the name alone.
+    let wanted = match conversation.kind {
+        ConversationKind::Channel => name,
+        ConversationKind::Contact => name.split('@').next().unwrap_or(name),
+    };
+    conversation.name.eq_ignore_ascii_case(wanted)
+}
+
+fn show(u: &Update, only: Option<&str>) {
+    if only.is_some_and(|name| !concerns(u, name)) {
+        return;
+    }
+    if let Some((line, to_stdout)) = render::update(u) {
+        match to_stdout {
+            true => {
+                let _ = say(line);
+            }
+            false => eprintln!("{line}"),
+        }
+    }
 }
 
 pub async fn watch(home: &Path, only: Option<&str>) -> Result<()> {
-    let mut party = open(home)?;
-    if let Some(name) = only
-        && !party.is_channel(name)?
-    {
-        party.read(name)?; // an unknown name fails here, before we wait for nothing
+    let door = door(home).await?;
+    if let Some(name) = only {
+        // An unknown name fails here, before we wait for nothing.
+        ask(&door, Command::Read { name: name.to_owned() }).await?;
     }
-    let on_event = |e: &backchannel_client::Event| {
-        if only.is_none_or(|name| concerns(e, name)) {
-            let _ = say(event(e));
+    match door {
+        Door::Local(engine) => {
+            let mut updates = engine.subscribe();
+            let printer = tokio::spawn({
+                let only = only.map(str::to_owned);
+                async move {
+                    while let Ok(u) = updates.recv().await {
+                        show(&u, only.as_deref());
+                    }
+                }
+            });
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let out = backchannel_client::run_serving(&engine, stop).await;
+            printer.abort();
+            eprintln!("stopped");
+            out.map_err(super::fail)
         }
-    };
-    let on_status = |s: WatchStatus| match s {
-        WatchStatus::Connected(relay) => eprintln!("connected to {relay}"),
-        WatchStatus::Disconnected(relay, why) => eprintln!("relay {relay}: {why}; retrying"),
-    };
-    tokio::select! {
-        r = party.watch(on_event, on_status) => r?,
-        _ = tokio::signal::ctrl_c() => eprintln!("stopped"),
+        Door::Remote(remote) => {
+            eprintln!("watching through the engine already running on {}", home.display());
+            let mut updates = remote.subscribe().await.map_err(super::fail)?;
+            loop {
+                tokio::select! {
+                    u = updates.recv() => match u {
+                        Some(u) => show(&u, only),
+                        None => { eprintln!("the running engine stopped"); return Ok(()) }
+                    },
+                    _ = tokio::signal::ctrl_c() => { eprintln!("stopped"); return Ok(()) }
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::concerns;
-    use backchannel_client::Event;
+    use backchannel_client::{Conversation, Entry, Event, Update};
+
+    fn note(kind: backchannel_client::ConversationKind, name: &str) -> Update {
+        let conversation = Conversation { kind, key: "k".into(), name: name.into() };
+        let entry = Entry::Note {
+            from: "Bao".into(),
+            outgoing: false,
+            text: "t".into(),
+            sent_at: 0,
+            at: 0,
+            seq: 1,
+            relayed_by: None,
+            rephrased: false,
+        };
+        Update::Party { event: Event::Entry { conversation, entry } }
+    }
 
     #[test]
     fn watch_filters_by_contact_or_channel() {
-        let note = |channel: Option<&str>| Event::Note {
-            from: "Bao".into(),
-            text: "t".into(),
-            sent_at: 0,
-            channel: channel.map(str::to_owned),
-            relayed_by: None,
-        };
-        assert!(concerns(&note(None), "bao"));
-        assert!(concerns(&note(None), "Bao@Delegation B"));
-        assert!(!concerns(&note(Some("framework")), "Bao"), "a channel note belongs to its channel");
-        assert!(concerns(&note(Some("framework")), "Framework"));
-        let event = Event::Channel { channel: "muscat".into(), text: "x".into() };
-        assert!(concerns(&event, "muscat") && !concerns(&event, "framework"));
+        use backchannel_client::ConversationKind::{Channel, Contact};
+        assert!(concerns(&note(Contact, "Bao"), "bao"));
+        assert!(concerns(&note(Contact, "Bao"), "Bao@Delegation B"));
+        assert!(!concerns(&note(Channel, "framework"), "Bao"), "a channel note belongs to its channel");
+        assert!(concerns(&note(Channel, "framework"), "Framework"));
+        assert!(!concerns(&note(Channel, "muscat"), "framework"));
     }
 }

@@ -13,6 +13,11 @@ impl Passphrase {
     pub fn new(text: String) -> Self {
         Self(Zeroizing::new(text))
     }
+
+    /// The text, for handing to the running engine of the same home (over its 0600 socket).
+    pub(crate) fn reveal(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Passphrase {
@@ -37,8 +42,13 @@ impl Params {
         &self.bytes
     }
 
+    /// Reads stored parameters, refusing any outside what this version would ever write or
+    /// a user could wait for (a damaged or planted file must not make unlocking take hours).
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        Some(Self { bytes: b.try_into().ok()? })
+        let params = Self { bytes: b.try_into().ok()? };
+        let (m, t, p) = (params.get(0), params.get(1), params.get(2));
+        let sane = (8 * 1024..=1024 * 1024).contains(&m) && (1..=16).contains(&t) && (1..=8).contains(&p);
+        sane.then_some(params)
     }
 
     fn get(&self, i: usize) -> u32 {

@@ -3,6 +3,7 @@
 //! crash or kill leaves either the old or the new state, never a mix.
 
 mod kdf;
+mod records;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use kdf::Passphrase;
+pub use records::Record;
 
 use crate::error::{ClientError, Result};
 
@@ -48,7 +50,7 @@ impl Store {
     /// Makes a new store in `dir`, protected by `passphrase`.
     pub fn create(dir: &Path, passphrase: &Passphrase) -> Result<Self> {
         if Self::exists(dir) {
-            return Err(ClientError::AlreadyInitialized(dir.display().to_string()));
+            return Err(ClientError::AlreadyInitialized { home: dir.display().to_string() });
         }
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
         restrict_dir(dir);
@@ -69,7 +71,7 @@ impl Store {
     /// Opens the store in `dir`; a wrong passphrase is told apart from a damaged store.
     pub fn open(dir: &Path, passphrase: &Passphrase) -> Result<Self> {
         if !Self::exists(dir) {
-            return Err(ClientError::NotInitialized(dir.display().to_string()));
+            return Err(ClientError::NotInitialized { home: dir.display().to_string() });
         }
         let conn = connect(dir)?;
         let blank = || SecretKey([0; 32]);
@@ -80,11 +82,21 @@ impl Store {
         store.key = kdf::derive(passphrase, &salt, &params)?;
         store.seen_key = seen_key(&store.key);
         if open_random_nonce(&store.key, CHECK_LABEL, &check).is_none() {
-            return Err(ClientError::WrongPassphrase(dir.display().to_string()));
+            return Err(ClientError::WrongPassphrase { home: dir.display().to_string() });
         }
         // Only with the right passphrase: a wrong guess changes nothing in the file.
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Whether `passphrase` unlocks this store (a second process asking a running engine to
+    /// act must know it as much as one opening the store itself).
+    pub fn admits(&self, passphrase: &Passphrase) -> Result<bool> {
+        let meta = |k: &str| self.meta(k)?.ok_or_else(|| self.damaged("missing key material"));
+        let (salt, params) = (meta("salt")?, meta("kdf")?);
+        let params = kdf::Params::from_bytes(&params).ok_or_else(|| self.damaged("bad KDF parameters"))?;
+        let key = kdf::derive(passphrase, &salt, &params)?;
+        Ok(bool::from(subtle::ConstantTimeEq::ct_eq(&key.0[..], &self.key.0[..])))
     }
 
     pub fn dir(&self) -> &Path {
@@ -193,6 +205,41 @@ impl Tx<'_> {
         serde_json::from_slice(&json).map_err(|e| damaged(format!("record {aad} unreadable: {e}")))
     }
 
+    /// The next row number of `table`: above every number it ever used, so a deleted row's
+    /// number (and with it the associated data its value was sealed under) never comes back,
+    /// and a row spliced in from an old copy of the file fails to open.
+    fn next_row(&self, table: &'static str) -> Result<i64> {
+        let sql = match table {
+            "timeline" => {
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'timeline'), 0), \
+                 COALESCE((SELECT MAX(n) FROM timeline), 0)) + 1"
+            }
+            _ => {
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), \
+                 COALESCE((SELECT MAX(n) FROM outbox), 0)) + 1"
+            }
+        };
+        self.inner
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Marks a point to roll back to: what is written after it can be undone on its own
+    /// ([`Tx::rollback_to_mark`]) while the rest of the transaction stands (one frame's
+    /// failure must not undo the frames before it).
+    pub fn mark(&self) -> Result<()> {
+        self.inner.execute_batch("SAVEPOINT mark").map_err(|e| self.err(&e))
+    }
+
+    pub fn release_mark(&self) -> Result<()> {
+        self.inner.execute_batch("RELEASE mark").map_err(|e| self.err(&e))
+    }
+
+    pub fn rollback_to_mark(&self) -> Result<()> {
+        self.inner.execute_batch("ROLLBACK TO mark; RELEASE mark").map_err(|e| self.err(&e))
+    }
+
     fn put_meta(&self, k: &str, v: &[u8]) -> Result<()> {
         self.inner
             .prepare_cached("INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)")
@@ -241,11 +288,7 @@ impl Tx<'_> {
     }
 
     pub fn append_timeline<T: Serialize>(&self, contact: &str, entry: &T) -> Result<()> {
-        let n: i64 = self
-            .inner
-            .prepare_cached("SELECT COALESCE(MAX(n), 0) + 1 FROM timeline")
-            .and_then(|mut st| st.query_row([], |r| r.get(0)))
-            .map_err(|e| self.err(&e))?;
+        let n = self.next_row("timeline")?;
         let sealed = self.seal(&format!("timeline/{n}/{contact}"), entry)?;
         self.inner
             .prepare_cached("INSERT INTO timeline (n, contact, v) VALUES (?1, ?2, ?3)")
@@ -283,11 +326,7 @@ impl Tx<'_> {
     /// in a column of their own, sealed as one value. Not as base64 inside the header: for a
     /// fan-out to 49 members that encoding cost more than all the sealing.
     pub fn outbox_push<T: Serialize>(&self, header: &T, blocks: &[Vec<u8>]) -> Result<()> {
-        let n: i64 = self
-            .inner
-            .prepare_cached("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox")
-            .and_then(|mut st| st.query_row([], |r| r.get(0)))
-            .map_err(|e| self.err(&e))?;
+        let n = self.next_row("outbox")?;
         let sealed = self.seal(&format!("outbox/{n}"), header)?;
         let framed = zeroize::Zeroizing::new(frame_blocks(blocks));
         let sealed_blocks = seal_random_nonce(self.key, format!("outbox/{n}/blocks").as_bytes(), &framed);
@@ -333,6 +372,16 @@ impl Tx<'_> {
             self.inner.query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM outbox", [], |r| r.get(0)).unwrap();
         let sealed = self.seal(&format!("outbox/{n}"), header)?;
         self.inner.execute("INSERT INTO outbox (n, v) VALUES (?1, ?2)", params![n, sealed]).unwrap();
+        Ok(())
+    }
+
+    /// Replaces an item's header (its blocks stay as they are).
+    pub fn outbox_update<T: Serialize>(&self, n: i64, header: &T) -> Result<()> {
+        let sealed = self.seal(&format!("outbox/{n}"), header)?;
+        self.inner
+            .prepare_cached("UPDATE outbox SET v = ?2 WHERE n = ?1")
+            .and_then(|mut st| st.execute(params![n, sealed]))
+            .map_err(|e| self.err(&e))?;
         Ok(())
     }
 
@@ -388,7 +437,7 @@ fn db_error(dir: &Path, e: &rusqlite::Error) -> ClientError {
     if let rusqlite::Error::SqliteFailure(f, _) = e
         && f.code == rusqlite::ErrorCode::DiskFull
     {
-        return ClientError::DiskFull(dir.display().to_string());
+        return ClientError::DiskFull { path: dir.display().to_string() };
     }
     ClientError::Store { path: dir.display().to_string(), why: e.to_string() }
 }
@@ -438,10 +487,13 @@ mod tests {
     #[test]
     fn wrong_passphrase_and_missing_store_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(Store::open(dir.path(), &pass("x")), Err(ClientError::NotInitialized(_))));
+        assert!(matches!(Store::open(dir.path(), &pass("x")), Err(ClientError::NotInitialized { .. })));
         Store::create(dir.path(), &pass("right")).unwrap();
-        assert!(matches!(Store::create(dir.path(), &pass("right")), Err(ClientError::AlreadyInitialized(_))));
-        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase(_))));
+        assert!(matches!(
+            Store::create(dir.path(), &pass("right")),
+            Err(ClientError::AlreadyInitialized { .. })
+        ));
+        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase { .. })));
         assert!(Store::open(dir.path(), &pass("right")).is_ok());
     }
 
@@ -452,7 +504,7 @@ mod tests {
         s.tx(|tx| tx.put("contact", "c1", &"Ambassador Zhou")).unwrap();
         let r: Result<()> = s.tx(|tx| {
             tx.put("contact", "c1", &"changed")?;
-            Err(ClientError::InvalidInput { what: "x", why: "abort".into() })
+            Err(ClientError::InvalidInput { what: "x".into(), why: "abort".into() })
         });
         assert!(r.is_err());
         let back: Option<String> = s.tx(|tx| tx.get("contact", "c1")).unwrap();
@@ -498,7 +550,7 @@ mod tests {
         // Back to a store as version 1 left it.
         s.conn.execute_batch("ALTER TABLE outbox DROP COLUMN blocks; PRAGMA user_version = 1").unwrap();
         drop(s);
-        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase(_))));
+        assert!(matches!(Store::open(dir.path(), &pass("wrong")), Err(ClientError::WrongPassphrase { .. })));
         let raw = Connection::open(dir.path().join(DB_FILE)).unwrap();
         let raw_version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(raw_version, 1, "a wrong guess migrated the store");

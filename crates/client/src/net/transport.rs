@@ -253,7 +253,8 @@ impl RelayClient {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| ClientError::InvalidInput { what: "request", why: e.to_string() })
+    serde_json::to_vec(value)
+        .map_err(|e| ClientError::InvalidInput { what: "request".into(), why: e.to_string() })
 }
 
 /// Opens the relay's WebSocket (`/v1/ws`) over a pinned TLS connection.

@@ -1,11 +1,14 @@
 //! Two books driven in memory: every message goes through its wire encoding, and each book
 //! goes through its stored (JSON) form after every step, as it would through the store.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
 use super::*;
 use crate::probes::{Asker, ProbeSpec};
+use crate::step::Effect;
 use backchannel_proto::channel::{Mode, Phase, Role};
 use backchannel_proto::identity::Identity;
-use backchannel_redline::Package;
+use backchannel_redline::{Package, ProbeResult};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Who {
@@ -18,7 +21,9 @@ type Tamper = Box<dyn FnMut(&mut ChannelBody)>;
 struct Side {
     card: Card,
     book: ChannelProbes,
-    events: Vec<String>,
+    events: Vec<ProbeEvent>,
+    /// What arrived and was refused.
+    refused: Vec<Why>,
 }
 
 struct World {
@@ -29,6 +34,7 @@ struct World {
     tamper: Option<Tamper>,
     /// Every message delivered, in order, with its recipient.
     sent: Vec<(Who, ChannelBody)>,
+    now_ms: u64,
 }
 
 fn card(name: &str, side: &str) -> Card {
@@ -36,7 +42,22 @@ fn card(name: &str, side: &str) -> Card {
 }
 
 fn side(card: Card) -> Side {
-    Side { card, book: ChannelProbes::default(), events: Vec::new() }
+    Side { card, book: ChannelProbes::default(), events: Vec::new(), refused: Vec::new() }
+}
+
+/// The probe messages and entries a step holds.
+fn split(step: Step) -> (Vec<ChannelBody>, Vec<ProbeEvent>) {
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    for effect in step.effects {
+        match effect {
+            Effect::Seal { body, .. } => out.push(ChannelBody::decode(&body).unwrap()),
+            Effect::Record {
+                entry: Entry::Channel { what: ChannelEvent::Probe { what, .. }, .. }, ..
+            } => events.push(what),
+            other => panic!("a probe step did {other:?}"),
+        }
+    }
+    (out, events)
 }
 
 impl World {
@@ -44,7 +65,7 @@ impl World {
         let (a, b) = (card("Alice", "A"), card("Bao", "B"));
         let mut state = ChannelState::new("talks", Mode::Direct, a.clone(), Role::Principal).unwrap();
         state.add(b.clone(), Role::Principal).unwrap();
-        World { state, a: side(a), b: side(b), tamper: None, sent: Vec::new() }
+        World { state, a: side(a), b: side(b), tamper: None, sent: Vec::new(), now_ms: 1_000 }
     }
 
     fn side(&mut self, who: Who) -> &mut Side {
@@ -58,45 +79,42 @@ impl World {
     fn op<T>(
         &mut self,
         who: Who,
-        f: impl FnOnce(&mut ChannelProbes, &Ctx<'_>, &Card) -> Result<(T, Step)>,
-    ) -> Result<T> {
+        f: impl FnOnce(&mut ChannelProbes, &ChannelState, &Ctx<'_>, &Card) -> Outcome<(T, Step)>,
+    ) -> Outcome<T> {
         let other = self.side(other(who)).card.clone();
-        let state = self.state.clone();
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
         let me = self.side(who);
-        let ctx = Ctx { state: &state, me: &me.card };
-        let (out, step) = f(&mut me.book, &ctx, &other)?;
+        let ctx = Ctx { me: &me.card, now_ms };
+        let (out, step) = f(&mut me.book, &state, &ctx, &other)?;
         self.persist();
         self.deliver(who, step);
         Ok(out)
     }
 
     /// Proposes from `who` to the other side; returns the probe's id prefix.
-    fn propose(&mut self, who: Who, spec: ProbeSpec, budget: Option<ProbeBudget>) -> Result<String> {
+    fn propose(&mut self, who: Who, spec: ProbeSpec, budget: Option<ProbeBudget>) -> Outcome<String> {
         let req = ProbeRequest { with: String::new(), spec, asker: Asker::Me, budget };
-        let i = self.op(who, |book, ctx, peer| {
-            let (i, step) = book.propose(ctx, peer, &req)?;
-            Ok((i, step))
-        })?;
+        let i = self.op(who, |book, state, ctx, peer| book.propose(state, ctx, peer, &req))?;
         Ok(short(&self.side(who).book.list[i].id))
     }
 
-    fn accept(&mut self, who: Who, id: &str) -> Result<()> {
-        self.op(who, |book, ctx, _| Ok(((), book.accept(ctx, book.find("talks", id)?)?)))
+    fn accept(&mut self, who: Who, id: &str) -> Outcome<()> {
+        self.op(who, |book, state, ctx, _| Ok(((), book.accept(state, ctx, book.find("talks", id)?)?)))
     }
 
-    fn decline(&mut self, who: Who, id: &str) -> Result<()> {
-        self.op(who, |book, _, _| Ok(((), book.decline(book.find("talks", id)?)?)))
+    fn decline(&mut self, who: Who, id: &str) -> Outcome<()> {
+        self.op(who, |book, state, ctx, _| Ok(((), book.decline(state, ctx, book.find("talks", id)?)?)))
     }
 
-    fn input(&mut self, who: Who, id: &str, input: ProbeInput) -> Result<()> {
-        self.op(who, |book, ctx, _| Ok(((), book.input(ctx, book.find("talks", id)?, input)?)))
+    fn input(&mut self, who: Who, id: &str, input: ProbeInput) -> Outcome<()> {
+        self.op(who, |book, state, ctx, _| Ok(((), book.input(state, ctx, book.find("talks", id)?, input)?)))
     }
 
     /// Sends `from`'s messages to the other side, and the answers back, until none is left.
     fn deliver(&mut self, from: Who, step: Step) {
-        self.side(from).events.extend(step.events);
-        let mut queue: Vec<(Who, ChannelBody)> =
-            step.out.into_iter().map(|(_, b)| (other(from), b)).collect();
+        let (out, events) = split(step);
+        self.side(from).events.extend(events);
+        let mut queue: Vec<(Who, ChannelBody)> = out.into_iter().map(|b| (other(from), b)).collect();
         while !queue.is_empty() {
             let (to, mut body) = queue.remove(0);
             if let Some(t) = self.tamper.as_mut() {
@@ -104,22 +122,24 @@ impl World {
             }
             let body = ChannelBody::decode(&body.encode()).unwrap();
             self.sent.push((to, body.clone()));
-            let step = self.receive(to, body);
-            queue.extend(step.out.into_iter().map(|(_, b)| (other(to), b)));
-            self.side(to).events.extend(step.events);
+            let (out, events) = split(self.receive(to, body));
+            queue.extend(out.into_iter().map(|b| (other(to), b)));
+            self.side(to).events.extend(events);
         }
     }
 
-    /// One message to `to`, as `channels::receive` takes it: a refusal becomes an event.
+    /// One message to `to`, as the channel's receive takes it: a refusal is kept apart.
     fn receive(&mut self, to: Who, body: ChannelBody) -> Step {
         let sender = self.side(other(to)).card.clone();
-        let state = self.state.clone();
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
         let me = self.side(to);
-        let ctx = Ctx { state: &state, me: &me.card };
-        let step = match me.book.receive(&ctx, &sender, body) {
+        let ctx = Ctx { me: &me.card, now_ms };
+        let step = match me.book.receive(&state, &ctx, &sender, body) {
             Ok(step) => step,
-            Err(ClientError::Refused(why)) => Step::default().event(format!("REFUSED: {why}")),
-            Err(e) => panic!("{e}"),
+            Err(why) => {
+                me.refused.push(why);
+                Step::none()
+            }
         };
         self.persist();
         step
@@ -135,11 +155,11 @@ impl World {
 
     fn probe(&mut self, who: Who, id: &str) -> ProbeView {
         let book = &self.side(who).book;
-        book.list[book.find("talks", id).unwrap()].view("talks")
+        book.list[book.find("talks", id).unwrap()].view()
     }
 
-    fn saw(&mut self, who: Who, text: &str) -> bool {
-        self.side(who).events.iter().any(|e| e.contains(text))
+    fn saw(&mut self, who: Who, pred: impl Fn(&ProbeEvent) -> bool) -> bool {
+        self.side(who).events.iter().any(pred)
     }
 
     /// A single-value probe, A asking and giving `x`, B taking `y`, run to the end.
@@ -163,23 +183,44 @@ fn single(issue: &str, max: u64) -> ProbeSpec {
     ProbeSpec::Single { issue: issue.into(), max, gives: "me".into(), takes: "them".into() }
 }
 
-fn refusal(r: Result<impl std::fmt::Debug>) -> String {
+fn refusal(r: Outcome<impl std::fmt::Debug>) -> Why {
     match r {
-        Err(e) => e.to_string(),
+        Err(why) => why,
         Ok(v) => panic!("expected a refusal, got {v:?}"),
+    }
+}
+
+fn zone(view: &ProbeView) -> Option<bool> {
+    match &view.status {
+        ProbeStatus::Done { result: ProbeResult::Zone { non_empty } } => Some(*non_empty),
+        _ => None,
+    }
+}
+
+fn aborted(view: &ProbeView) -> &AbortReason {
+    match &view.status {
+        ProbeStatus::Aborted { reason } => reason,
+        other => panic!("not aborted: {other:?}"),
+    }
+}
+
+fn peer_said(reason: &AbortReason) -> Option<Why> {
+    match reason {
+        AbortReason::Peer { reason: PeerReason::Why(why), .. } => Some(why.clone()),
+        _ => None,
     }
 }
 
 #[test]
 fn a_single_value_probe_tells_both_sides_whether_the_positions_overlap() {
-    for (x, y, expected) in [(18, 12, "zone non-empty"), (12, 12, "zone non-empty"), (11, 12, "zone empty")] {
+    for (x, y, expected) in [(18, 12, true), (12, 12, true), (11, 12, false)] {
         let mut w = World::direct();
         let id = w.run_single("months", x, y);
         for who in [Who::A, Who::B] {
             let view = w.probe(who, &id);
-            assert_eq!(view.status, "done", "{who:?}: {view:?}");
-            assert!(view.result.as_deref().unwrap().starts_with(expected), "{who:?}: {view:?}");
-            assert!(w.saw(who, expected));
+            assert_eq!(zone(&view), Some(expected), "{who:?}: {view:?}");
+            let done = |e: &ProbeEvent| matches!(e, ProbeEvent::Done { result: ProbeResult::Zone { non_empty }, .. } if *non_empty == expected);
+            assert!(w.saw(who, done));
         }
         let kinds: Vec<&str> = w.sent.iter().map(|(_, b)| body_kind(b)).collect();
         assert_eq!(kinds, ["propose", "accept", "query", "reply", "disclosure"]);
@@ -206,19 +247,19 @@ fn inputs_may_come_in_any_order_and_are_never_sent() {
     let mut w = World::direct();
     let id = w.propose(Who::A, single("months", 120), None).unwrap();
     w.accept(Who::B, &id).unwrap();
-    assert_eq!(w.probe(Who::A, &id).status, "accepted");
-    assert!(w.probe(Who::B, &id).detail.contains("waiting for your input"));
+    assert_eq!(w.probe(Who::A, &id).status, ProbeStatus::Accepted);
+    let b = w.probe(Who::B, &id);
+    assert!(!b.input_given && b.status == ProbeStatus::Accepted, "B's view waits for its input: {b:?}");
     w.input(Who::A, &id, ProbeInput::Value(97)).unwrap();
-    assert!(w.saw(Who::B, "query arrived; enter your input"));
-    assert_eq!(w.probe(Who::B, &id).status, "accepted", "the query waits for B's input");
+    assert!(w.saw(Who::B, |e| matches!(e, ProbeEvent::QueryArrived { .. })));
+    assert!(w.probe(Who::B, &id).query_waiting, "the query waits for B's input");
     w.input(Who::B, &id, ProbeInput::Value(96)).unwrap();
-    assert_eq!(w.probe(Who::B, &id).result.as_deref(), Some("zone non-empty: the positions overlap"));
+    assert_eq!(zone(&w.probe(Who::B, &id)), Some(true));
     let wire: String = w.sent.iter().map(|(_, b)| String::from_utf8(b.encode()).unwrap()).collect();
-    // The probe's id is random hex and may itself hold "97": take it out before searching.
-    let shown: String =
-        [&w.a.events, &w.b.events].into_iter().flatten().map(|e| e.replace(&id, "#")).collect();
+    // What both sides were shown, as data: the inputs are in none of it.
+    let shown = serde_json::to_string(&(&w.a.events, &w.b.events)).unwrap();
     for secret in ["97", "96"] {
-        assert!(!shown.contains(secret), "an event shows an input: {shown}");
+        assert!(!shown.contains(&format!(":{secret}")), "an event shows an input: {shown}");
         let stored = serde_json::to_string(&w.a.book).unwrap() + &serde_json::to_string(&w.b.book).unwrap();
         assert!(!stored.contains(&format!("\"Value\":{secret}")), "a used input is still stored");
     }
@@ -230,7 +271,7 @@ fn the_other_side_may_be_named_the_asker() {
     let mut w = World::direct();
     let req =
         ProbeRequest { with: String::new(), spec: single("months", 120), asker: Asker::Them, budget: None };
-    let i = w.op(Who::A, |book, ctx, peer| book.propose(ctx, peer, &req)).unwrap();
+    let i = w.op(Who::A, |book, state, ctx, peer| book.propose(state, ctx, peer, &req)).unwrap();
     let id = short(&w.a.book.list[i].id);
     w.input(Who::A, &id, ProbeInput::Value(50)).unwrap();
     w.input(Who::B, &id, ProbeInput::Value(60)).unwrap();
@@ -239,7 +280,7 @@ fn the_other_side_may_be_named_the_asker() {
     let kinds: Vec<&str> = w.sent.iter().map(|(_, b)| body_kind(b)).collect();
     assert_eq!(kinds, ["propose", "accept", "query", "reply", "disclosure"]);
     assert_eq!(w.sent[2].0, Who::A, "B asks: its query goes to A");
-    assert_eq!(w.probe(Who::A, &id).result.as_deref(), Some("zone empty: the positions do not overlap"));
+    assert_eq!(zone(&w.probe(Who::A, &id)), Some(false));
 }
 
 #[test]
@@ -248,11 +289,18 @@ fn a_declined_probe_never_runs() {
     let id = w.propose(Who::A, single("months", 120), None).unwrap();
     w.input(Who::A, &id, ProbeInput::Value(5)).unwrap();
     w.decline(Who::B, &id).unwrap();
-    assert_eq!(w.probe(Who::A, &id).status, "declined");
-    assert_eq!(w.probe(Who::B, &id).status, "declined");
-    assert!(w.saw(Who::A, "Bao declined probe"));
-    assert!(refusal(w.accept(Who::B, &id)).contains("already declined"));
-    assert!(refusal(w.input(Who::A, &id, ProbeInput::Value(5))).contains("ended"));
+    assert!(matches!(
+        w.probe(Who::A, &id).status,
+        ProbeStatus::Declined {
+            by: DeclinedBy::Peer { reason: PeerReason::Why(Why::ProbeDeclinedByUser), .. }
+        }
+    ));
+    assert_eq!(w.probe(Who::B, &id).status, ProbeStatus::Declined { by: DeclinedBy::You });
+    assert!(
+        w.saw(Who::A, |e| matches!(e, ProbeEvent::Declined { by_you: false, peer, .. } if peer == "Bao"))
+    );
+    assert!(matches!(refusal(w.accept(Who::B, &id)), Why::ProbeIs { status, .. } if status == "declined"));
+    assert!(matches!(refusal(w.input(Who::A, &id, ProbeInput::Value(5))), Why::ProbeEnded { .. }));
     assert!(w.a.book.ledger.is_none(), "nothing was logged, no budget fixed");
     assert!(!w.sent.iter().any(|(_, b)| body_kind(b) == "query"));
 }
@@ -262,11 +310,14 @@ fn inputs_outside_the_terms_are_refused() {
     let mut w = World::direct();
     let id = w.propose(Who::A, single("months", 120), None).unwrap();
     let err = refusal(w.input(Who::A, &id, ProbeInput::Value(121)));
-    assert!(err.contains("outside the agreed range") && err.contains("0..=120"), "{err}");
+    assert!(
+        matches!(&err, Why::ProbeInput { why, max: Some(120) } if why.contains("outside the agreed range")),
+        "{err:?}"
+    );
     let err = refusal(w.input(Who::A, &id, ProbeInput::Packages(vec![])));
-    assert!(err.contains("wrong kind"), "{err}");
-    assert!(refusal(w.accept(Who::A, &id)).contains("you proposed"));
-    assert!(refusal(w.accept(Who::B, "zz")).contains("4 hex digits"));
+    assert!(matches!(&err, Why::ProbeInput { why, .. } if why.contains("wrong kind")), "{err:?}");
+    assert!(matches!(refusal(w.accept(Who::A, &id)), Why::NotYourProbeToAccept { .. }));
+    assert!(matches!(refusal(w.accept(Who::B, "zz")), Why::BadProbeId { .. }));
 }
 
 #[test]
@@ -281,34 +332,34 @@ fn the_budget_refuses_a_side_that_keeps_probing_and_each_client_enforces_it() {
     w.input(Who::A, &id, ProbeInput::Value(1 << 31)).unwrap();
     w.input(Who::B, &id, ProbeInput::Value(1 << 30)).unwrap();
     let changed = refusal(w.propose(Who::A, single("months", 9), Some(DEFAULT_BUDGET)));
-    assert!(changed.contains("does not change"), "{changed}");
+    assert_eq!(changed, Why::BudgetFixed { budget });
     w.run_single("months", 1 << 29, 1 << 30);
+    let spent_on_months = |why: &Why| matches!(why, Why::BudgetSpent { used: 2, limit: 2, issue: Some(i), .. } if i == "months");
     for who in [Who::A, Who::B] {
         let err = refusal(w.propose(who, single("months", 1 << 32), None));
-        assert!(err.contains("probe budget spent: 2 of 2 probes on issue \"months\""), "{who:?}: {err}");
+        assert!(spent_on_months(&err), "{who:?}: {err:?}");
     }
     // A client that skips its own check (or a hostile one) meets the other's refusal.
     let terms = w.a.book.list[0].terms.clone();
-    let forged = ChannelBody::ProbePropose { probe: [9; 16], terms, budget };
-    let a = w.a.card.clone();
-    w.a.book.list.push(ProbeRecord::new(
-        [9; 16],
-        &w.b.card,
-        true,
-        true,
-        w.a.book.list[0].terms.clone(),
-        budget,
-    ));
-    let step = Step { out: vec![(a.identity_key, forged)], events: Vec::new() };
+    let forged = ChannelBody::ProbePropose { probe: [9; 16], terms: terms.clone(), budget };
+    w.a.book.list.push(ProbeRecord::new([9; 16], &w.b.card, true, true, terms, budget, 1));
+    let mut step = Step::none();
+    step.seal(vec![w.b.card.party()], w.state.id, &forged);
     w.deliver(Who::A, step);
     let at_b = w.probe(Who::B, "09090909");
-    assert_eq!(at_b.status, "declined");
-    assert!(at_b.detail.contains("probe budget spent"), "{at_b:?}");
-    assert!(w.probe(Who::A, "09090909").detail.contains("declined by Bao: probe budget spent"));
+    assert!(
+        matches!(&at_b.status, ProbeStatus::Declined { by: DeclinedBy::Rule { why } } if spent_on_months(why)),
+        "{at_b:?}"
+    );
+    let at_a = w.probe(Who::A, "09090909");
+    assert!(
+        matches!(&at_a.status, ProbeStatus::Declined { by: DeclinedBy::Peer { name, reason: PeerReason::Why(why) } } if name == "Bao" && spent_on_months(why)),
+        "{at_a:?}"
+    );
     // Another issue has room; then the phase budget (3) is spent too.
     w.run_single("troops", 5, 4);
     let err = refusal(w.propose(Who::B, single("ports", 9), None));
-    assert!(err.contains("3 of 3 probes of any kind"), "{err}");
+    assert!(matches!(err, Why::BudgetSpent { used: 3, limit: 3, issue: None, .. }), "{err:?}");
     let view = w.a.book.view(&w.state);
     assert_eq!(view.used_in_phase, 3);
     assert!(view.issues.iter().any(|i| i.issue == "months" && i.used == 2 && i.left == 0), "{view:?}");
@@ -320,9 +371,9 @@ fn proposals_beyond_the_budget_count_before_they_run() {
     let one = Some(ProbeBudget { per_issue: 1, per_phase: 5 });
     w.propose(Who::A, single("months", 9), one).unwrap();
     let err = refusal(w.propose(Who::A, single("months", 9), one));
-    assert!(err.contains("already run or pending"), "{err}");
+    assert!(matches!(err, Why::BudgetSpent { used: 1, limit: 1, .. }), "{err:?}");
     let other_budget = refusal(w.propose(Who::A, single("troops", 9), None));
-    assert!(other_budget.contains("propose with the same budget"), "{other_budget}");
+    assert!(matches!(other_budget, Why::PendingBudget { .. }), "{other_budget:?}");
 }
 
 #[test]
@@ -336,9 +387,10 @@ fn a_tampered_reply_aborts_the_probe_on_both_sides() {
     }));
     let id = w.run_single("months", 7, 3);
     let (a, b) = (w.probe(Who::A, &id), w.probe(Who::B, &id));
-    assert_eq!((a.status.as_str(), b.status.as_str()), ("aborted", "aborted"));
-    assert!(a.detail.contains("transcript mismatch"), "{a:?}");
-    assert!(b.detail.contains("Alice aborted it: transcript mismatch"), "{b:?}");
+    let mismatch =
+        |why: &Why| matches!(why, Why::ProbeProtocol { what } if what.contains("transcript mismatch"));
+    assert!(matches!(aborted(&a), AbortReason::Ours { why } if mismatch(why)), "{a:?}");
+    assert!(peer_said(aborted(&b)).is_some_and(|why| mismatch(&why)), "{b:?}");
     assert!(
         w.a.book.ledger.as_ref().unwrap().log().entries()[0].status
             != backchannel_redline::ProbeStatus::Running
@@ -352,8 +404,9 @@ fn a_replayed_query_is_refused_or_aborts_the_probe() {
     let id = w.run_single("months", 7, 3);
     let query = w.sent.iter().find(|(_, b)| body_kind(b) == "query").unwrap().1.clone();
     let step = w.receive(Who::B, query.clone());
-    assert!(step.events[0].contains("REFUSED") && step.events[0].contains("replayed"), "{:?}", step.events);
-    assert_eq!(w.probe(Who::B, &id).status, "done", "an ended probe stays as it ended");
+    assert!(step.effects.is_empty());
+    assert!(matches!(w.b.refused.last(), Some(Why::ProbeReplayed { .. })), "{:?}", w.b.refused);
+    assert!(zone(&w.probe(Who::B, &id)).is_some(), "an ended probe stays as it ended");
     // While a probe waits for its disclosure, a second query aborts it.
     let id = w.propose(Who::A, single("troops", 9), None).unwrap();
     w.accept(Who::B, &id).unwrap();
@@ -364,8 +417,11 @@ fn a_replayed_query_is_refused_or_aborts_the_probe() {
     }));
     w.input(Who::B, &id, ProbeInput::Value(4)).unwrap();
     w.input(Who::A, &id, ProbeInput::Value(5)).unwrap();
-    assert_eq!(w.probe(Who::B, &id).status, "aborted", "an empty disclosure is refused");
-    assert!(w.probe(Who::B, &id).detail.contains("malformed"));
+    let b = w.probe(Who::B, &id);
+    assert!(
+        matches!(aborted(&b), AbortReason::Ours { why: Why::ProbeProtocol { what } } if what.contains("malformed")),
+        "an empty disclosure is refused: {b:?}"
+    );
 }
 
 #[test]
@@ -375,30 +431,29 @@ fn probes_run_only_where_the_phase_allows_them() {
     w.accept(Who::B, &id).unwrap();
     w.state.phase = Phase::Agreed;
     let err = refusal(w.propose(Who::A, single("months", 9), None));
-    assert!(err.contains("probes are not allowed in phase agreed of talks"), "{err}");
+    assert_eq!(err, Why::ProbesNotAllowed { phase: "agreed".into(), channel: "talks".into() });
     w.input(Who::A, &id, ProbeInput::Value(4)).unwrap();
     let a = w.probe(Who::A, &id);
-    assert_eq!(a.status, "aborted", "an accepted probe does not start after the phase moved");
-    assert!(a.detail.contains("not allowed in phase agreed"));
-    assert!(w.probe(Who::B, &id).detail.contains("Alice aborted it: probes are not allowed"));
+    assert!(matches!(aborted(&a), AbortReason::Ours { why: Why::ProbesNotAllowed { .. } }), "{a:?}");
+    let b = w.probe(Who::B, &id);
+    assert!(matches!(peer_said(aborted(&b)), Some(Why::ProbesNotAllowed { .. })), "{b:?}");
     assert!(!w.sent.iter().any(|(_, b)| body_kind(b) == "query"));
     // A proposal sent under another phase's terms is declined by the receiver.
     w.state.phase = Phase::Drafting;
     let terms = w.a.book.list[0].terms.clone();
-    let step = Step {
-        out: vec![([0; 32], ChannelBody::ProbePropose { probe: [7; 16], terms, budget: DEFAULT_BUDGET })],
-        events: vec![],
-    };
-    w.a.book.list.push(ProbeRecord::new(
-        [7; 16],
-        &w.b.card,
-        true,
-        true,
-        w.a.book.list[0].terms.clone(),
-        DEFAULT_BUDGET,
-    ));
+    let mut step = Step::none();
+    step.seal(
+        vec![w.b.card.party()],
+        w.state.id,
+        &ChannelBody::ProbePropose { probe: [7; 16], terms: terms.clone(), budget: DEFAULT_BUDGET },
+    );
+    w.a.book.list.push(ProbeRecord::new([7; 16], &w.b.card, true, true, terms, DEFAULT_BUDGET, 1));
     w.deliver(Who::A, step);
-    assert!(w.probe(Who::B, "07070707").detail.contains("counts against phase exploratory"));
+    let at_b = w.probe(Who::B, "07070707");
+    assert!(
+        matches!(&at_b.status, ProbeStatus::Declined { by: DeclinedBy::Rule { why: Why::ProbeOtherPhase { terms_phase, .. } } } if terms_phase == "exploratory"),
+        "{at_b:?}"
+    );
 }
 
 #[test]
@@ -407,9 +462,9 @@ fn sides_of_a_shuttle_do_not_probe_each_other() {
     let mut state = ChannelState::new("talks", Mode::Shuttle, omar, Role::Intermediary).unwrap();
     state.add(a.clone(), Role::Principal).unwrap();
     state.add(b.clone(), Role::Principal).unwrap();
-    let mut w = World { state, a: side(a), b: side(b), tamper: None, sent: Vec::new() };
+    let mut w = World { state, a: side(a), b: side(b), tamper: None, sent: Vec::new(), now_ms: 1 };
     let err = refusal(w.propose(Who::A, single("months", 9), None));
-    assert!(err.contains("sides have no session with each other"), "{err}");
+    assert_eq!(err, Why::ProbeInShuttle { channel: "talks".into() });
 }
 
 #[test]
@@ -427,9 +482,14 @@ fn a_package_probe_names_the_packages_both_accept() {
     w.input(Who::B, &id, ProbeInput::Packages(vec![pkg([2, 2]), pkg([1, 0]), pkg([0, 1])])).unwrap();
     for who in [Who::A, Who::B] {
         let view = w.probe(who, &id);
+        let ProbeStatus::Done { result: ProbeResult::Packages(list) } = &view.status else {
+            panic!("{view:?}")
+        };
+        let backchannel_redline::ProbeKind::Package(terms) = &view.terms.kind else { panic!() };
+        let named: Vec<Vec<(&str, &str)>> = list.iter().map(|p| terms.space.describe(p).unwrap()).collect();
         assert_eq!(
-            view.result.as_deref(),
-            Some("2 package(s) acceptable to both: monitor=UN,months=18; monitor=joint,months=24"),
+            named,
+            [vec![("monitor", "UN"), ("months", "18")], vec![("monitor", "joint"), ("months", "24")]],
             "{who:?}"
         );
     }
@@ -438,5 +498,8 @@ fn a_package_probe_names_the_packages_both_accept() {
         ProbeSpec::Package { issues: vec![("x".into(), vec!["1".into(), "2".into()])], cap: 2 },
         None,
     ));
-    assert!(too_many.contains("cap must be below the number of packages"), "{too_many}");
+    assert!(
+        matches!(&too_many, Why::ProbeTerms { why } if why.contains("cap must be below the number of packages")),
+        "{too_many:?}"
+    );
 }
