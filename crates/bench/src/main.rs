@@ -4,13 +4,15 @@
 //! Phases: `idle` (relay cost of idle queues), `client` (protocol CPU per note vs raw Olm),
 //! `channel` (fan-out to 50 members vs raw Olm; ratify + verify vs raw Ed25519),
 //! `relay` and `postgres` (relay throughput), `jetstream` (the broker baseline), `e2e` (note
-//! latency between two parties vs JetStream publish → receipt), `probe` (a single-value probe end
+//! latency between two parties vs JetStream publish → receipt), `engine` (the event stream of a
+//! running engine under load: events per second, none lost), `probe` (a single-value probe end
 //! to end through a relay; 10k and 100k package probes vs OpenMined PSI).
 #![forbid(unsafe_code)]
 
 mod channel;
 mod client_cpu;
 mod e2e;
+mod engine_events;
 mod idle;
 mod jetstream;
 mod probe;
@@ -33,14 +35,15 @@ USAGE: backchannel-bench [--json FILE] [--quick] [--only NAME,...]
   --json FILE   also write the results as one flat JSON object of numbers
   --quick       short phases (the whole run in about a minute), for CI smoke tests
   --only NAMES  run only these phases: idle, client, channel, relay, postgres, jetstream, e2e,
-                probe
+                engine, probe
 
 Environment: BACKCHANNEL_BENCH_POSTGRES (PostgreSQL URL, default
 postgres://postgres@127.0.0.1:5432/test), BACKCHANNEL_BENCH_NATS (default 127.0.0.1:4222),
 BACKCHANNEL_BENCH_RELAY_CONNS=P,C (producer and consumer connections, to tune the load).
 ";
 
-const PHASES: [&str; 8] = ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e", "probe"];
+const PHASES: [&str; 9] =
+    ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e", "engine", "probe"];
 
 struct Args {
     json: Option<PathBuf>,
@@ -132,6 +135,7 @@ async fn run_phase(phase: &str, report: &mut Report, timing: Timing) -> Result<(
         "postgres" => relay_load::run_postgres(report, timing).await,
         "jetstream" => jetstream::run_throughput(report, timing).await,
         "e2e" => e2e::run(report, timing).await,
+        "engine" => engine_events::run(report, timing).await,
         "probe" => probe::run(report, timing).await,
         other => bail!("no phase {other}"),
     }

@@ -27,7 +27,7 @@ const fn vs(label: &'static str, ours: &'static str, baseline: &'static str, rat
     Line { label, ours, baseline: Some(baseline), ratio: Some(ratio), target: None }
 }
 
-const LINES: [Line; 21] = [
+const LINES: [Line; 23] = [
     Line {
         target: Some(Target::AtLeast(20_000.0)),
         ..vs("relay, SQLite (blocks/s)", "relay_blocks_per_s", "jetstream_msgs_per_s", "ratio_vs_jetstream")
@@ -80,6 +80,8 @@ const LINES: [Line; 21] = [
     line("idle queue, relay disk (bytes)", "relay_disk_bytes_per_idle_queue"),
     line("idle queue, process RSS (bytes)", "relay_rss_bytes_per_idle_queue"),
     line("e2e notes lost or late", "e2e_notes_missing"),
+    line("engine events to a subscriber (per s)", "engine_events_per_s"),
+    Line { target: Some(Target::Below(0.5)), ..line("engine events lost", "engine_events_lost") },
     Line { target: Some(Target::Below(50.0)), ..line("probe, single value e2e (ms)", "probe_single_ms") },
     line("probe, single value + terms (ms)", "probe_single_with_terms_ms"),
     Line {

@@ -432,6 +432,9 @@ impl Documents {
             }
             ChannelBody::Proposal { title, text, signatories } => {
                 may_draft(state, sender)?;
+                if !matches!(state.phase, Phase::Drafting | Phase::Agreed) {
+                    return Err(Why::NotDraftingPhase { channel: state.name.clone(), phase: state.phase });
+                }
                 let mut step = Step::none();
                 let Some(v) = self.store_proposal(state, &title, &text, &signatories, &mut step) else {
                     return Ok(step);

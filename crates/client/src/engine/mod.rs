@@ -366,8 +366,18 @@ impl Lookup for Batch<'_, '_> {
     }
 
     fn held_channels(&self) -> usize {
-        match self.tx.load_all::<backchannel_party::channel::HeldMessages>() {
-            Ok(all) => all.iter().filter(|(_, h)| !h.is_empty()).count(),
+        let held = self.tx.load_all::<backchannel_party::channel::HeldMessages>().and_then(|all| {
+            let mut count = 0;
+            for (id, h) in all {
+                // Only channels we are not in count against the few a stranger may fill.
+                if !h.is_empty() && self.tx.load::<backchannel_party::channel::Channel>(&id)?.is_none() {
+                    count += 1;
+                }
+            }
+            Ok(count)
+        });
+        match held {
+            Ok(count) => count,
             Err(e) => {
                 self.lookup_error.borrow_mut().get_or_insert(e);
                 usize::MAX
