@@ -323,7 +323,7 @@ fn channel_timelines(copy: &Copy) {
             );
         }
         let text = p.ok(&["read", "talks"]);
-        assert!(text.contains("* the phase is now agreed"), "{name}: {text}");
+        assert!(text.contains("the phase is now agreed"), "{name}: {text}");
         assert!(text.contains("Bao in talks: see you in Geneva."), "{name}: {text}");
     }
 }
