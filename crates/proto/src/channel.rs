@@ -226,6 +226,9 @@ impl ChannelState {
         if keys.len() != self.members.len() {
             return refuse("a channel state listing a member twice");
         }
+        for m in &self.members {
+            m.card.check().or_else(|e| refuse(format!("a member's card: {e}")))?;
+        }
         Ok(())
     }
 
@@ -572,6 +575,24 @@ mod tests {
         twice.version += 1;
         twice.members.push(twice.members[1].clone());
         assert!(s.update_from(&a.identity_key, twice).is_err());
+    }
+
+    /// Cards that arrive inside a channel state (JSON, not `Card::decode`) pass the same checks:
+    /// no bidi or zero-width characters in names and sides, no weak seal keys (M8, H2).
+    #[test]
+    fn member_cards_in_a_state_are_checked() {
+        let (s, ..) = direct();
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut bad_key = s.clone();
+        bad_key.members[1].card.seal_key = weak;
+        let mut bad_name = s.clone();
+        bad_name.members[2].card.name = "Chen\u{202E}".into();
+        for bad in [bad_key, bad_name] {
+            assert!(bad.check().is_err());
+            assert!(ChannelBody::decode(&ChannelBody::State { state: bad }.encode()).is_err());
+        }
+        assert!(ChannelBody::decode(&ChannelBody::State { state: s }.encode()).is_ok());
     }
 
     #[test]
