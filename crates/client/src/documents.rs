@@ -2,7 +2,7 @@
 //! ratification, with the seals that ratify them. Summaries live in the channel record; the
 //! texts (up to several MiB) in records of their own, so listing does not open them.
 
-use backchannel_proto::agreement::{self, Agreement, Signatory};
+use backchannel_proto::agreement::{self, Agreement, ProposalRef, Signatory};
 use backchannel_proto::channel::{ChannelBody, MAX_MEMBERS, Mode, Phase};
 use backchannel_proto::identity::Card;
 use backchannel_wire::hex_encode;
@@ -49,13 +49,21 @@ pub(crate) struct ProposalRecord {
     pub seals: Vec<Seal>,
 }
 
-/// A signatory's seal over a proposal, checked when it arrived.
+/// A signatory's seal over a proposal, checked when it arrived: its signature over its
+/// statement (dated `signed_at`) and its proof of possession of the seal key. Seals stored by
+/// older versions (over the bare text) have neither and no longer verify.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Seal {
     pub name: String,
     pub side: String,
     pub seal_key: [u8; 32],
     pub signature: String,
+    #[serde(default)]
+    pub identity_key: [u8; 32],
+    #[serde(default)]
+    pub signed_at: Option<u64>,
+    #[serde(default)]
+    pub possession: Option<String>,
 }
 
 /// A seal over a proposal we did not have yet when it arrived.
@@ -73,10 +81,39 @@ impl Seal {
         Signatory {
             name: self.name.clone(),
             side: self.side.clone(),
+            identity_key: self.identity_key,
             seal_key: self.seal_key,
+            signed_at: self.signed_at.unwrap_or(0),
             signature: self.signature.clone(),
         }
     }
+
+    fn from_card(card: &Card, signature: String, signed_at: Option<u64>, possession: Option<String>) -> Self {
+        Seal {
+            name: card.name.clone(),
+            side: card.side.clone(),
+            seal_key: card.seal_key,
+            signature,
+            identity_key: card.identity_key,
+            signed_at,
+            possession,
+        }
+    }
+
+    fn card(&self) -> Card {
+        Card {
+            name: self.name.clone(),
+            side: self.side.clone(),
+            identity_key: self.identity_key,
+            device_key: [0; 32],
+            seal_key: self.seal_key,
+        }
+    }
+}
+
+/// What the channel knows of proposal `p`, to make or check a seal on it.
+fn proposal_ref<'a>(rec: &ChannelRecord, p: &'a ProposalRecord) -> ProposalRef<'a> {
+    ProposalRef { channel: rec.state.id, id: p.id, title: &p.title, required_sides: &p.signatories }
 }
 
 impl ProposalRecord {
@@ -295,17 +332,21 @@ impl Party {
             if p.seals.iter().any(|s| s.seal_key == me.seal_key) {
                 return Err(ClientError::Refused(format!("you already ratified {:?}", p.title)));
             }
-            let text = proposal_text(tx, &id, &p.id)?;
-            let signature = agreement::ratify(&identity, text.as_bytes())?;
-            let body =
-                ChannelBody::Ratification { proposal: p.id, signature: signature.clone(), signer: None };
+            let seal = proposal_ref(&rec, p).ratify(&identity, now_ms() / 1000)?;
+            let body = ChannelBody::Ratification {
+                proposal: p.id,
+                signature: seal.signature.clone(),
+                signer: None,
+                signed_at: Some(seal.signed_at),
+                possession: Some(seal.possession.clone()),
+            };
             let title = p.title.clone();
-            rec.proposals[i].seals.push(Seal {
-                name: me.name.clone(),
-                side: me.side.clone(),
-                seal_key: me.seal_key,
-                signature,
-            });
+            rec.proposals[i].seals.push(Seal::from_card(
+                &me,
+                seal.signature,
+                Some(seal.signed_at),
+                Some(seal.possession),
+            ));
             crate::channels::broadcast(tx, &mut rec, &me.identity_key, &body)?;
             channel_event(tx, &rec, format!("you ratified {title:?}"))?;
             tx.put(crate::channels::CHANNEL, &id, &rec)?;
@@ -319,6 +360,7 @@ impl Party {
             let (id, rec) = find_channel(tx, channel)?;
             let p = &rec.proposals[find_proposal(&rec, proposal)?];
             Ok(Agreement {
+                channel: rec.state.id,
                 title: p.title.clone(),
                 text: proposal_text(tx, &id, &p.id)?.into_bytes(),
                 required_sides: p.signatories.clone(),
@@ -415,10 +457,12 @@ pub(crate) fn receive(
                 }
             }
         }
-        ChannelBody::Ratification { proposal, signature, signer } => {
+        ChannelBody::Ratification { proposal, signature, signer, signed_at, possession } => {
             let signer = signer_of(rec, sender, signer)?;
-            let events = on_ratification(tx, rec, &signer, proposal, signature.clone())?;
-            pass_on_seal(tx, rec, sender, &signer, proposal, signature, !events.is_empty())?;
+            rec.state.ratifier(&signer.identity_key)?;
+            let seal = Seal::from_card(&signer, signature, signed_at, possession);
+            let events = on_ratification(tx, rec, proposal, seal.clone())?;
+            pass_on_seal(tx, rec, sender, &signer, proposal, seal, !events.is_empty())?;
             Ok(events)
         }
         _ => Err(ClientError::Refused("an unexpected channel message".into())),
@@ -448,7 +492,7 @@ fn pass_on_seal(
     sender: &Card,
     signer: &Card,
     proposal: [u8; 32],
-    signature: String,
+    seal: Seal,
     new: bool,
 ) -> Result<()> {
     let me = load_card(tx)?.identity_key;
@@ -462,7 +506,13 @@ fn pass_on_seal(
         .filter(|m| m.card.identity_key != signer.identity_key)
         .cloned()
         .collect();
-    let body = ChannelBody::Ratification { proposal, signature, signer: Some(signer.identity_key) };
+    let body = ChannelBody::Ratification {
+        proposal,
+        signature: seal.signature,
+        signer: Some(signer.identity_key),
+        signed_at: seal.signed_at,
+        possession: seal.possession,
+    };
     crate::channels::fan_out_to(tx, rec, &to, &body)?;
     Ok(())
 }
@@ -470,29 +520,35 @@ fn pass_on_seal(
 fn on_ratification(
     tx: &Tx<'_>,
     rec: &mut ChannelRecord,
-    sender: &Card,
     proposal: [u8; 32],
-    signature: String,
+    seal: Seal,
 ) -> Result<Vec<Event>> {
     let Some(i) = rec.proposals.iter().position(|p| p.id == proposal) else {
-        return keep_early_seal(tx, rec, sender, proposal, signature);
+        return keep_early_seal(tx, rec, proposal, seal);
     };
-    let text = proposal_text(tx, &hex_encode(&rec.state.id.0), &proposal)?;
-    let seal =
-        Seal { name: sender.name.clone(), side: sender.side.clone(), seal_key: sender.seal_key, signature };
-    add_seal(tx, rec, i, &text, seal)
+    add_seal(tx, rec, i, seal)
 }
 
-/// Checks a seal over proposal `i`'s `text` and counts it: refused if its side is not a
-/// signatory or it does not verify; a repeat changes nothing.
-fn add_seal(tx: &Tx<'_>, rec: &mut ChannelRecord, i: usize, text: &str, seal: Seal) -> Result<Vec<Event>> {
+/// Checks a seal over proposal `i` and counts it: refused if its side is not a signatory, or
+/// its proof of possession or its signature over the statement this channel implies for it
+/// does not verify; a repeat changes nothing.
+fn add_seal(tx: &Tx<'_>, rec: &mut ChannelRecord, i: usize, seal: Seal) -> Result<Vec<Event>> {
+    let checked = {
+        let p = &rec.proposals[i];
+        if !p.signatories.contains(&seal.side) {
+            return Err(ClientError::Refused(format!("{} is not a signatory of {:?}", seal.side, p.title)));
+        }
+        proposal_ref(rec, p).check_seal(
+            &seal.card(),
+            seal.signed_at,
+            &seal.signature,
+            seal.possession.as_deref(),
+        )
+    };
     let p = &mut rec.proposals[i];
-    if !p.signatories.contains(&seal.side) {
-        return Err(ClientError::Refused(format!("{} is not a signatory of {:?}", seal.side, p.title)));
-    }
-    if agreement::verify_signature(&seal.seal_key, text.as_bytes(), &seal.signature).is_err() {
+    if let Err(e) = checked {
         return Err(ClientError::Refused(format!(
-            "{}'s ratification of {:?} does not verify against the text we hold (a changed text, or another key)",
+            "{}'s ratification of {:?} does not verify (a changed proposal, another key, or another channel): {e}",
             seal.name, p.title
         )));
     }
@@ -518,25 +574,22 @@ fn add_seal(tx: &Tx<'_>, rec: &mut ChannelRecord, i: usize, text: &str, seal: Se
 fn keep_early_seal(
     tx: &Tx<'_>,
     rec: &mut ChannelRecord,
-    sender: &Card,
     proposal: [u8; 32],
-    signature: String,
+    seal: Seal,
 ) -> Result<Vec<Event>> {
-    if rec.early_seals.iter().any(|e| e.proposal == proposal && e.seal.seal_key == sender.seal_key) {
+    if rec.early_seals.iter().any(|e| e.proposal == proposal && e.seal.seal_key == seal.seal_key) {
         return Ok(Vec::new());
     }
     if rec.early_seals.len() >= MAX_EARLY_SEALS {
         return Err(ClientError::Refused("too many ratifications of proposals we do not have".into()));
     }
-    let seal =
-        Seal { name: sender.name.clone(), side: sender.side.clone(), seal_key: sender.seal_key, signature };
-    rec.early_seals.push(EarlySeal { proposal, seal });
     let text = format!(
         "{} ({}) ratified a proposal that has not arrived yet ({}); it counts once the proposal arrives",
-        sender.name,
-        sender.side,
+        seal.name,
+        seal.side,
         &hex_encode(&proposal)[..12]
     );
+    rec.early_seals.push(EarlySeal { proposal, seal });
     Ok(vec![channel_event(tx, rec, text)?])
 }
 
@@ -551,7 +604,7 @@ fn count_early_seals(tx: &Tx<'_>, rec: &mut ChannelRecord, text: &str) -> Result
     let mut events = Vec::new();
     for EarlySeal { seal, .. } in early {
         let from = seal.name.clone();
-        match add_seal(tx, rec, i, text, seal) {
+        match add_seal(tx, rec, i, seal) {
             Ok(more) => events.extend(more),
             Err(ClientError::Refused(detail)) => {
                 let entry = Entry::Rejected { from: from.clone(), detail: detail.clone(), at: now_ms() };

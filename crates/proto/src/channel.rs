@@ -237,6 +237,18 @@ impl ChannelState {
         (self.mode == Mode::Shuttle).then_some(&self.creator)
     }
 
+    /// The member whose seal may count on a proposal: a principal (intermediaries and observers
+    /// never ratify, whatever side their card names). The caller also checks the side.
+    pub fn ratifier(&self, key: &MemberKey) -> std::result::Result<&Member, Refused> {
+        match self.member(key) {
+            None => refuse(format!("a ratification from a non-member of {} was refused", self.name)),
+            Some(m) if m.role != Role::Principal => {
+                refuse(format!("{} is not a principal of {}: only principals ratify", m.card.name, self.name))
+            }
+            Some(m) => Ok(m),
+        }
+    }
+
     /// Whether `sender` may post a note now.
     pub fn may_post(&self, sender: &MemberKey) -> std::result::Result<(), Refused> {
         match self.member(sender) {
@@ -389,13 +401,20 @@ pub enum ChannelBody {
     NonPaper { title: String, version: u32, text: String },
     /// A text put to ratification, fixed by its hash.
     Proposal { title: String, text: String, signatories: Vec<String> },
-    /// A signatory's seal over a proposal's text (armored SSH signature). `signer` is set
-    /// when a shuttle's hub passes on a side's seal (it verifies under that side's key).
+    /// A signatory's seal over a proposal (armored SSH signature over its statement, see
+    /// [`crate::agreement::Statement`]). `signer` is set when a shuttle's hub passes on a side's
+    /// seal (it verifies under that side's key). `signed_at` (seconds) is the statement's date;
+    /// `possession` the signer's proof that it holds its seal key, for this channel. Both are
+    /// absent from ratifications of older versions, which signed the bare text (refused now).
     Ratification {
         proposal: [u8; 32],
         signature: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signer: Option<MemberKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_at: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        possession: Option<String>,
     },
     /// A private red-line probe put to one member (the only one this is sealed to): its id,
     /// chosen by the proposer, its terms, and the probe budget the proposer asks the channel's
@@ -482,6 +501,12 @@ impl ChannelBody {
             }
             ChannelBody::Introduce { invitation, .. } if invitation.len() > 16 * 1024 => {
                 refuse("oversized invitation")
+            }
+            ChannelBody::Ratification { signature, possession, .. }
+                if signature.len() > crate::agreement::MAX_SIGNATURE
+                    || possession.as_ref().is_some_and(|p| p.len() > crate::agreement::MAX_SIGNATURE) =>
+            {
+                refuse("oversized signature")
             }
             ChannelBody::ProbePropose { terms, budget, .. } => {
                 terms.validate().or_else(|e| refuse(format!("probe terms: {e}")))?;
@@ -595,6 +620,26 @@ mod tests {
         assert!(ChannelBody::decode(&ChannelBody::State { state: s }.encode()).is_ok());
     }
 
+    /// An older peer's ratification (no date, no proof) still decodes, so it can be refused
+    /// with a message that says why rather than as unreadable.
+    #[test]
+    fn an_old_ratification_still_decodes() {
+        let old = br#"{"type":"ratification","proposal":[7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7],"signature":"sig"}"#;
+        let ChannelBody::Ratification { signed_at, possession, .. } = ChannelBody::decode(old).unwrap()
+        else {
+            panic!("not a ratification")
+        };
+        assert_eq!((signed_at, possession), (None, None));
+    }
+
+    #[test]
+    fn only_principals_ratify() {
+        let (s, a, _, c) = direct();
+        assert!(s.ratifier(&a.identity_key).is_ok());
+        assert!(s.ratifier(&c.identity_key).unwrap_err().0.contains("only principals ratify"));
+        assert!(s.ratifier(&card("Eve", "E").identity_key).is_err());
+    }
+
     #[test]
     fn members_are_capped_at_fifty() {
         let mut s = ChannelState::new("big", Mode::Direct, card("M0", "S"), Role::Principal).unwrap();
@@ -627,7 +672,13 @@ mod tests {
             ChannelBody::State { state: s },
             ChannelBody::NonPaper { title: "Framework".into(), version: 2, text: "x\ny".into() },
             ChannelBody::PhaseConsent { phase: Phase::Drafting },
-            ChannelBody::Ratification { proposal: [7; 32], signature: "sig".into(), signer: None },
+            ChannelBody::Ratification {
+                proposal: [7; 32],
+                signature: "sig".into(),
+                signer: None,
+                signed_at: Some(1_800_000_000),
+                possession: Some("pop".into()),
+            },
             ChannelBody::ProbePropose { probe: [3; 16], terms: probe_terms(120), budget: probe_budget(3) },
             ChannelBody::ProbeReply { probe: [3; 16], reply: vec![0, 255, 7] },
             ChannelBody::ProbeAbort { probe: [3; 16], reason: "transcript mismatch".into() },

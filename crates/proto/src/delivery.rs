@@ -121,12 +121,7 @@ mod tests {
     /// Huge and edge numbers in any order: never a panic, each number delivered once, and the
     /// missing ranges are exactly the numbers not yet seen between `first` and the highest.
     fn edge_seq() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            0u64..8,
-            (u64::MAX - 8)..=u64::MAX,
-            (1u64 << 63) - 4..(1u64 << 63) + 4,
-            any::<u64>(),
-        ]
+        prop_oneof![0u64..8, (u64::MAX - 8)..=u64::MAX, (1u64 << 63) - 4..(1u64 << 63) + 4, any::<u64>(),]
     }
 
     proptest! {
