@@ -58,5 +58,6 @@ pub use probe::{
     Initiator, InitiatorAwaitingReply, Outcome, ProbeResult, Responder, ResponderAwaitingResult,
 };
 pub use terms::{
-    IssueOptions, MayAsk, OptionSpace, Package, PackageTerms, ProbeInput, ProbeKind, ProbeTerms, SingleTerms,
+    BudgetKey, IssueOptions, MayAsk, OptionSpace, Package, PackageTerms, ProbeInput, ProbeKind, ProbeTerms,
+    SingleTerms, normalise_label,
 };
