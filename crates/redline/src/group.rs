@@ -62,6 +62,16 @@ impl SecretScalar {
         }
     }
 
+    /// The scalar itself, for the proof that one scalar made a list of points (zeroed on drop).
+    pub(crate) fn full(&self) -> zeroize::Zeroizing<Scalar> {
+        zeroize::Zeroizing::new(self.half + self.half)
+    }
+
+    /// `compress(k·G)`: the public commitment to this scalar.
+    pub(crate) fn commitment(&self) -> PointBytes {
+        RistrettoPoint::mul_base(&self.full()).compress().to_bytes()
+    }
+
     /// `compress(k·P)` for every point, one batch inversion for all.
     fn times_compressed(&self, points: &[RistrettoPoint]) -> Vec<PointBytes> {
         let halves: Vec<RistrettoPoint> = points.iter().map(|p| self.half * p).collect();
@@ -82,6 +92,11 @@ pub(crate) fn blind(elements: &[Element], k: &SecretScalar) -> Result<Vec<PointB
         let points: Vec<RistrettoPoint> = chunk.iter().map(RistrettoPoint::from_uniform_bytes).collect();
         Ok(k.times_compressed(&points))
     })
+}
+
+/// The other side's points, checked (canonical encodings of points other than the identity).
+pub(crate) fn points(bytes: &[PointBytes]) -> Result<Vec<RistrettoPoint>> {
+    decompress_all(bytes)
 }
 
 /// Checks the other side's points and returns `k·P` for each, compressed.
@@ -152,7 +167,7 @@ pub(crate) fn permute<T: Clone>(items: &[T], order: &[usize]) -> Vec<T> {
 /// Fills `buf` from the operating system. Without randomness no probe is private, so this
 /// is the one place the crate may abort.
 #[allow(clippy::panic, reason = "no OS randomness means no safe way to continue")]
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         panic!("the operating system's random number generator failed");
     }
