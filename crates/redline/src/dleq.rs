@@ -14,8 +14,16 @@
 //! ```
 //! `scalar(h)` is `Scalar::from_bytes_mod_order_wide` of the 64-byte hash; points are their
 //! 32-byte encodings; `G` is the ristretto255 base point. `context` binds a proof to one run
-//! of the protocol (the probe transcript), so it cannot be replayed in another.
+//! of a protocol, so it cannot be replayed in another.
 //! Known-answer vectors: `tests/vectors/dleq.json`.
+//!
+//! **Not used by the probes**, on purpose (docs/probes.md §7): a proof about the asker's query
+//! points says nothing, because the answerer never sees their bases `H(e)`, and an asker using
+//! a scalar per element is indistinguishable from an honest one with other bases; a proof about
+//! the asker's re-blinding of the answerer's points (`a·b·H(f)`, in the answerer's order) would
+//! hand the answerer `a·H(f)` for each of its own elements, and so tell it which of them are in
+//! the asker's set. It is kept, tested against fixed vectors, as the building block for a
+//! later maliciously secure variant (a proof over a verifiable shuffle, say).
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
@@ -32,7 +40,7 @@ pub const PROOF_LEN: usize = 64;
 pub type Proof = [u8; PROOF_LEN];
 
 /// Proves `A = k·G` and `S_i = k·R_i` for all `i` (the caller computed `A` and `S` with `k`).
-pub(crate) fn prove(
+pub fn prove(
     k: &Scalar,
     context: &[u8; 32],
     a: &RistrettoPoint,
@@ -66,7 +74,7 @@ pub(crate) fn prove_with_nonce(
 }
 
 /// Checks a proof that one scalar links `G → A` and every `R_i → S_i`.
-pub(crate) fn verify(
+pub fn verify(
     proof: &Proof,
     context: &[u8; 32],
     a: &RistrettoPoint,

@@ -62,16 +62,6 @@ impl SecretScalar {
         }
     }
 
-    /// The scalar itself, for the proof that one scalar made a list of points (zeroed on drop).
-    pub(crate) fn full(&self) -> zeroize::Zeroizing<Scalar> {
-        zeroize::Zeroizing::new(self.half + self.half)
-    }
-
-    /// `compress(k·G)`: the public commitment to this scalar.
-    pub(crate) fn commitment(&self) -> PointBytes {
-        RistrettoPoint::mul_base(&self.full()).compress().to_bytes()
-    }
-
     /// `compress(k·P)` for every point, one batch inversion for all.
     fn times_compressed(&self, points: &[RistrettoPoint]) -> Vec<PointBytes> {
         let halves: Vec<RistrettoPoint> = points.iter().map(|p| self.half * p).collect();
@@ -92,11 +82,6 @@ pub(crate) fn blind(elements: &[Element], k: &SecretScalar) -> Result<Vec<PointB
         let points: Vec<RistrettoPoint> = chunk.iter().map(RistrettoPoint::from_uniform_bytes).collect();
         Ok(k.times_compressed(&points))
     })
-}
-
-/// The other side's points, checked (canonical encodings of points other than the identity).
-pub(crate) fn points(bytes: &[PointBytes]) -> Result<Vec<RistrettoPoint>> {
-    decompress_all(bytes)
 }
 
 /// Checks the other side's points and returns `k·P` for each, compressed.

@@ -41,7 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod dleq;
+pub mod dleq;
 pub mod encoding;
 pub mod error;
 mod group;

@@ -3,9 +3,9 @@
 //! ```text
 //! header  version u8 (1) | step u8 (1 query, 2 reply, 3 disclosure) | kind u8 (1 single, 2 package)
 //!         | probe id [16] | transcript [32]
-//! query       n u32 | n × point [32] | commitment [32]
+//! query       n u32 | n × point [32]
 //! reply       n u32 | n × tag [16] | m u32 | m × point [32]
-//! disclosure  n u32 | n bytes | m u32 | m × point [32] | proof [64]
+//! disclosure  n u32 | n bytes
 //! ```
 //! Integers are big-endian. The decoder accepts exactly one encoding of each message: no
 //! trailing bytes, at most [`MAX_ITEMS`] items, checked before anything is allocated.
@@ -20,8 +20,7 @@ use crate::encoding::{DOMAIN, Writer};
 use crate::error::{RedlineError, Result};
 use crate::terms::ProbeTerms;
 
-/// Version 2: the query commits to the asker's scalar, the disclosure proves it (see `dleq`).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 1;
 /// The most items (points, tags or bytes) one list in a message may hold.
 pub const MAX_ITEMS: usize = 1 << 21;
 const HEADER_LEN: usize = 3 + 16 + 32;
@@ -65,13 +64,11 @@ pub struct Header {
     pub transcript: [u8; 32],
 }
 
-/// Step 1, initiator → responder: the initiator's blinded set `a·H(e)` and its commitment
-/// `a·G` to the scalar.
+/// Step 1, initiator → responder: the initiator's blinded set `a·H(e)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     pub(crate) header: Header,
     pub(crate) points: Vec<PointBytes>,
-    pub(crate) commitment: PointBytes,
 }
 
 /// Step 2, responder → initiator: tags of `b·a·H(e)` for the query's points, and the
@@ -83,16 +80,11 @@ pub struct Reply {
     pub(crate) points: Vec<PointBytes>,
 }
 
-/// Step 3, initiator → responder: the result, so both sides learn it. In a single-value probe
-/// also `a·Q` for each of the responder's points `Q`, with the proof that the committed scalar
-/// made them, so the responder computes the result itself; in a package probe no points, and
-/// the proof shows only that the initiator holds its committed scalar.
+/// Step 3, initiator → responder: the result, so both sides learn it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disclosure {
     pub(crate) header: Header,
     pub(crate) result: Vec<u8>,
-    pub(crate) points: Vec<PointBytes>,
-    pub(crate) proof: crate::dleq::Proof,
 }
 
 /// The transcript hash before the first message: binds the probe id and the terms.
@@ -170,11 +162,10 @@ impl Query {
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::default();
         put_list(&mut w, &self.points);
-        w.bytes(&self.commitment);
         w.0
     }
     fn decode_body(header: Header, r: &mut Reader<'_>) -> Result<Self> {
-        Ok(Self { header, points: r.list()?, commitment: r.array()? })
+        Ok(Self { header, points: r.list()? })
     }
 }
 
@@ -194,14 +185,11 @@ impl Disclosure {
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u32(self.result.len() as u32).bytes(&self.result);
-        put_list(&mut w, &self.points);
-        w.bytes(&self.proof);
         w.0
     }
     fn decode_body(header: Header, r: &mut Reader<'_>) -> Result<Self> {
         let n = r.count()?;
-        let result = r.take(n)?.to_vec();
-        Ok(Self { header, result, points: r.list()?, proof: r.array()? })
+        Ok(Self { header, result: r.take(n)?.to_vec() })
     }
 }
 
@@ -281,13 +269,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let q = Query { header: header(1), points: vec![[5; 32]; 4], commitment: [6; 32] }.sealed(&[0; 32]);
+        let q = Query { header: header(1), points: vec![[5; 32]; 4] }.sealed(&[0; 32]);
         assert_eq!(Query::decode(&q.encode()).unwrap(), q);
         let r = reply();
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
         assert_eq!(r.encode().len(), HEADER_LEN + 4 + 3 * 16 + 4 + 2 * 32);
-        let d = Disclosure { header: header(3), result: vec![1], points: vec![[3; 32]; 2], proof: [4; 64] }
-            .sealed(&[2; 32]);
+        let d = Disclosure { header: header(3), result: vec![1] }.sealed(&[2; 32]);
         assert_eq!(Disclosure::decode(&d.encode()).unwrap(), d);
     }
 
@@ -299,15 +286,9 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Reply::decode(&longer), Err(RedlineError::Malformed("trailing bytes")));
-        for other in [1, 3] {
-            let mut v = bytes.clone();
-            v[0] = other;
-            assert_eq!(
-                Reply::decode(&v),
-                Err(RedlineError::UnsupportedVersion(other)),
-                "version 1 had no proof"
-            );
-        }
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(Reply::decode(&v2), Err(RedlineError::UnsupportedVersion(2)));
         let mut huge = bytes[..HEADER_LEN].to_vec();
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(Reply::decode(&huge), Err(RedlineError::Oversized { .. })));

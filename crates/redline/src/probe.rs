@@ -67,15 +67,6 @@ pub struct ResponderAwaitingResult {
     probe_id: ProbeId,
     own: Vec<Option<Package>>,
     transcript: [u8; 32],
-    /// The initiator's commitment `a·G`, from its query.
-    #[serde(default)]
-    commitment: Option<[u8; 32]>,
-    /// Single-value probes: the points this side sent (in order) and the tags of `b·P` for
-    /// the initiator's points, to compute the result from the disclosure's proven points.
-    #[serde(default)]
-    sent_points: Vec<[u8; 32]>,
-    #[serde(default)]
-    query_tags: Vec<Tag>,
 }
 
 impl std::fmt::Debug for InitiatorAwaitingReply {
@@ -171,11 +162,7 @@ impl Initiator {
         let probe_id = ProbeId::random();
         let set = OwnSet::build(terms, ledger.me(), &probe_id, input)?;
         let key = SecretScalar::random();
-        let query = Query {
-            header: header(1, terms, probe_id),
-            points: group::blind(&set.elements, &key)?,
-            commitment: key.commitment(),
-        };
+        let query = Query { header: header(1, terms, probe_id), points: group::blind(&set.elements, &key)? };
         let query = query.sealed(&opening_transcript(&probe_id, terms));
         ledger.open(probe_id, terms, AskedBy::Us);
         let transcript = query.header.transcript;
@@ -205,7 +192,6 @@ impl Responder {
         ledger.check_answer(terms, &id)?;
         check_size(query.points.len(), terms)?;
         check_distinct(&query.points)?;
-        group::points(&[query.commitment])?;
         let set = OwnSet::build(terms, ledger.me(), &id, input)?;
         let key = SecretScalar::random();
         let mut tags = group::reblind_tags(&query.points, &key)?;
@@ -213,22 +199,14 @@ impl Responder {
             // Cardinality only: the initiator must not link a match to one of its elements.
             tags = group::permute(&tags, &group::random_permutation(tags.len()));
         }
-        let single = matches!(terms.kind, ProbeKind::Single(_));
-        let query_tags = if single { tags.clone() } else { Vec::new() };
         let reply = Reply { header: header(2, terms, id), tags, points: group::blind(&set.elements, &key)? };
         let reply = reply.sealed(&query.header.transcript);
         ledger.open(id, terms, AskedBy::Them);
         let transcript = reply.header.transcript;
-        let waiting = ResponderAwaitingResult {
-            terms: terms.clone(),
-            probe_id: id,
-            own: set.packages,
-            transcript,
-            commitment: Some(query.commitment),
-            sent_points: if single { reply.points.clone() } else { Vec::new() },
-            query_tags,
-        };
-        Ok((waiting, reply))
+        Ok((
+            ResponderAwaitingResult { terms: terms.clone(), probe_id: id, own: set.packages, transcript },
+            reply,
+        ))
     }
 }
 
@@ -260,31 +238,17 @@ impl InitiatorAwaitingReply {
         check_size(reply.tags.len(), &self.terms)?;
         check_size(reply.points.len(), &self.terms)?;
         let theirs: Vec<Tag> = group::reblind_tags(&reply.points, &self.key)?;
-        let (result, body, proven) = match &self.terms.kind {
+        let (result, body) = match &self.terms.kind {
             ProbeKind::Single(_) => {
                 let non_empty = single::zone_non_empty(&reply.tags, &theirs)?;
-                let proven = group::reblind(&reply.points, &self.key)?;
-                (ProbeResult::Zone { non_empty }, single::disclosure(non_empty), proven)
+                (ProbeResult::Zone { non_empty }, single::disclosure(non_empty))
             }
             ProbeKind::Package(_) => {
                 let (agreed, bitmap) = package::intersect(&self.own, &reply.tags, &theirs)?;
-                (ProbeResult::Packages(agreed), bitmap, Vec::new())
+                (ProbeResult::Packages(agreed), bitmap)
             }
         };
-        let bases = match proven.is_empty() {
-            true => Vec::new(),
-            false => group::points(&reply.points)?,
-        };
-        let commitment = group::points(&[self.key.commitment()])?;
-        let proof = crate::dleq::prove(
-            &self.key.full(),
-            &reply.header.transcript,
-            &commitment[0],
-            &bases,
-            &group::points(&proven)?,
-        );
-        let header = header(3, &self.terms, self.probe_id);
-        let disclosure = Disclosure { header, result: body, points: proven, proof };
+        let disclosure = Disclosure { header: header(3, &self.terms, self.probe_id), result: body };
         let disclosure = disclosure.sealed(&reply.header.transcript);
         Ok((Outcome { probe_id: self.probe_id, result }, disclosure))
     }
@@ -316,31 +280,9 @@ impl ResponderAwaitingResult {
     fn compute(self, disclosure: &Disclosure) -> Result<Outcome> {
         let expected = disclosure.expected_transcript(&self.transcript);
         check_continues(&disclosure.header, expected, &self.probe_id, &self.terms)?;
-        let commitment = self.commitment.ok_or(RedlineError::ApiMisuse(
-            "this waiting probe was stored by a version without the scalar commitment; abandon it",
-        ))?;
-        let commitment = group::points(&[commitment])?;
-        let single = matches!(self.terms.kind, ProbeKind::Single(_));
-        let (bases, proven) = match single {
-            true => {
-                check_size(disclosure.points.len(), &self.terms)?;
-                (group::points(&self.sent_points)?, group::points(&disclosure.points)?)
-            }
-            false if disclosure.points.is_empty() => (Vec::new(), Vec::new()),
-            false => return Err(RedlineError::Malformed("a package probe's disclosure carries no points")),
-        };
-        crate::dleq::verify(&disclosure.proof, &self.transcript, &commitment[0], &bases, &proven)?;
         let result = match &self.terms.kind {
             ProbeKind::Single(_) => {
-                let claimed = single::read_disclosure(&disclosure.result)?;
-                let tags: Vec<Tag> = disclosure.points.iter().map(group::tag).collect();
-                let computed = single::zone_non_empty(&self.query_tags, &tags)?;
-                if computed != claimed {
-                    return Err(RedlineError::PeerMisbehaved(
-                        "disclosed a result other than the one its own query and scalar give",
-                    ));
-                }
-                ProbeResult::Zone { non_empty: computed }
+                ProbeResult::Zone { non_empty: single::read_disclosure(&disclosure.result)? }
             }
             ProbeKind::Package(_) => {
                 ProbeResult::Packages(package::read_disclosure(&self.own, &disclosure.result)?)
@@ -365,8 +307,7 @@ mod tests {
     /// A query for `terms` with these points, sealed as an honest initiator would seal it.
     fn forged_query(terms: &ProbeTerms, points: Vec<[u8; 32]>) -> Query {
         let id = ProbeId::random();
-        let commitment = SecretScalar::random().commitment();
-        Query { header: header(1, terms, id), points, commitment }.sealed(&opening_transcript(&id, terms))
+        Query { header: header(1, terms, id), points }.sealed(&opening_transcript(&id, terms))
     }
 
     #[test]
@@ -383,45 +324,6 @@ mod tests {
             RedlineError::PeerMisbehaved("sent a set of the wrong size for the terms")
         );
         assert!(b.log().entries().is_empty());
-    }
-
-    /// M7: in a single-value probe the responder computes the result itself from points the
-    /// initiator proves it made with the scalar committed in its query: a false result, points
-    /// under another scalar, or a bad proof abort the probe.
-    #[test]
-    fn a_false_or_unproven_disclosure_is_caught() {
-        let run = |tamper: &dyn Fn(&mut Disclosure)| {
-            let terms = single(1000);
-            let (mut a, mut b) = ledgers();
-            let (waits, q) = Initiator::start(&mut a, &terms, &ProbeInput::Value(700)).unwrap();
-            let (b_waits, r) = Responder::respond(&mut b, &terms, &ProbeInput::Value(300), &q).unwrap();
-            let (out, mut d) = waits.finish(&mut a, &r).unwrap();
-            assert_eq!(out.result, ProbeResult::Zone { non_empty: true });
-            tamper(&mut d);
-            let d = Disclosure { header: Header { transcript: [0; 32], ..d.header.clone() }, ..d }
-                .sealed(&r.header.transcript);
-            b_waits.finish(&mut b, &d)
-        };
-        assert_eq!(run(&|_| {}).unwrap().result, ProbeResult::Zone { non_empty: true });
-        let lie = run(&|d| d.result = vec![0]).unwrap_err();
-        assert_eq!(
-            lie,
-            RedlineError::PeerMisbehaved(
-                "disclosed a result other than the one its own query and scalar give"
-            )
-        );
-        let other_scalar = run(&|d| {
-            d.points[0] = group::reblind(&d.points[..1], &SecretScalar::random()).unwrap()[0];
-        });
-        assert!(matches!(other_scalar, Err(RedlineError::PeerMisbehaved(_))));
-        let bad_proof = run(&|d| d.proof[5] ^= 1).unwrap_err();
-        assert_eq!(bad_proof, RedlineError::PeerMisbehaved("a proof of one blinding scalar does not verify"));
-        assert!(
-            run(&|d| {
-                d.points.pop();
-            })
-            .is_err()
-        );
     }
 
     /// M7: the budget counts issues normalised: a relabelled issue ("Months ") is the same one.

@@ -13,10 +13,10 @@ fn probe_messages() {
     }
 }
 
-/// Writes seeds of the current message version (a single-value and a package probe's three
-/// messages), so the fuzzer starts from valid version-2 messages.
+/// Writes seeds of the current message format (a single-value and a package probe's three
+/// messages), so the fuzzer starts from valid messages.
 #[test]
-#[ignore = "writes fuzz/corpus/probe_messages/seed-v2-*; run by hand after changing the format"]
+#[ignore = "writes fuzz/corpus/probe_messages/seed-*; run by hand after changing the format"]
 fn write_probe_seeds() {
     use backchannel_redline::*;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/probe_messages");
@@ -56,8 +56,8 @@ fn write_probe_seeds() {
         let (wb, r) = Responder::respond(&mut b, &terms, &y, &q).unwrap();
         let (_, d) = wa.finish(&mut a, &r).unwrap();
         wb.finish(&mut b, &d).unwrap();
-        std::fs::write(dir.join(format!("seed-v2-{name}-query")), q.encode()).unwrap();
-        std::fs::write(dir.join(format!("seed-v2-{name}-reply")), r.encode()).unwrap();
-        std::fs::write(dir.join(format!("seed-v2-{name}-disclosure")), d.encode()).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}-query")), q.encode()).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}-reply")), r.encode()).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}-disclosure")), d.encode()).unwrap();
     }
 }
