@@ -11,7 +11,7 @@ use backchannel_party::channel::{MAX_HELD, MAX_HELD_CHANNELS};
 use backchannel_party::event::ConversationKind;
 use backchannel_party::why::MessageFault;
 use backchannel_party::{ChannelEvent, Entry, Event, Task, Why};
-use backchannel_proto::agreement::{ratify, text_hash};
+use backchannel_proto::agreement::{AgreementError, ProposalRef, text_hash};
 use backchannel_proto::channel::{ChannelBody, ChannelState, Mode, Phase, PhaseVote, Refused, Role};
 use backchannel_proto::identity::safety_number;
 use backchannel_proto::message::ChannelId;
@@ -51,10 +51,22 @@ fn move_phase(w: &mut World, ch: ChannelId, who: &[Who], phase: Phase) {
 
 /// The ratification in a message's body, with its signature replaced.
 fn resign(env: &mut Envelope, signature: String) {
-    let Some(ChannelBody::Ratification { proposal, signer, .. }) = env.body() else {
+    let Some(ChannelBody::Ratification { proposal, signer, signed_at, possession, .. }) = env.body() else {
         panic!("not a ratification")
     };
-    env.msg.body = ChannelBody::Ratification { proposal, signature, signer }.encode();
+    env.msg.body = ChannelBody::Ratification { proposal, signature, signer, signed_at, possession }.encode();
+}
+
+/// A well-formed seal over `text` in some other proposal: it verifies nowhere in these tests.
+fn ratify(identity: &backchannel_proto::identity::Identity, text: &[u8]) -> Result<String, AgreementError> {
+    let sides = vec!["A".to_owned(), "B".to_owned()];
+    let elsewhere = ProposalRef {
+        channel: ChannelId([7; 16]),
+        id: text_hash(text),
+        title: "elsewhere",
+        required_sides: &sides,
+    };
+    elsewhere.ratify(identity, 1).map(|r| r.signature)
 }
 
 // --- membership
@@ -619,7 +631,18 @@ fn early_seals_are_bounded() {
     for i in 0..=MAX_EARLY_SEALS {
         let mut proposal = [0; 32];
         proposal[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        w.send(1, 0, ch, &ChannelBody::Ratification { proposal, signature: signature.clone(), signer: None });
+        w.send(
+            1,
+            0,
+            ch,
+            &ChannelBody::Ratification {
+                proposal,
+                signature: signature.clone(),
+                signer: None,
+                signed_at: None,
+                possession: None,
+            },
+        );
     }
     w.settle();
     assert_eq!(w.channel(0, ch).docs.early_seals.len(), MAX_EARLY_SEALS);
@@ -897,10 +920,32 @@ fn a_ratification_with_a_tampered_signature_or_from_a_non_principal_is_refused()
     // Dana is on side B but an observer: its seal is no principal's.
     w.clear();
     let signature = ratify(&w.parties[3].identity, TEXT.as_bytes()).unwrap();
-    w.send(3, 0, ch, &ChannelBody::Ratification { proposal: id, signature, signer: None });
+    w.send(
+        3,
+        0,
+        ch,
+        &ChannelBody::Ratification {
+            proposal: id,
+            signature,
+            signer: None,
+            signed_at: None,
+            possession: None,
+        },
+    );
     // In a direct channel no one passes on another's seal.
     let signature = ratify(&w.parties[1].identity, TEXT.as_bytes()).unwrap();
-    w.send(2, 0, ch, &ChannelBody::Ratification { proposal: id, signature, signer: Some(w.key(1)) });
+    w.send(
+        2,
+        0,
+        ch,
+        &ChannelBody::Ratification {
+            proposal: id,
+            signature,
+            signer: Some(w.key(1)),
+            signed_at: None,
+            possession: None,
+        },
+    );
     let before = w.stored(0, ch);
     w.settle();
     assert_eq!(w.rejections(0), [Why::NotPrincipalSeal { name: "Dana".into() }, Why::SealPassedByNonHub]);

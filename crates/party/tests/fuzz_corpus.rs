@@ -10,11 +10,11 @@ mod fuzz_fixture;
 mod replay;
 
 use backchannel_party::Entry;
-use backchannel_proto::agreement::{ratify, text_hash};
+use backchannel_proto::agreement::text_hash;
 use backchannel_proto::channel::{ChannelBody, Member, Role};
 use backchannel_proto::message::Kind;
 use backchannel_redline::{MayAsk, ProbeBudget, ProbeKind, ProbeTerms, SingleTerms};
-use fuzz_fixture::{ALICE, BAO, CHEN, DANA, PROPOSAL, card, identity, receive_all, receive_one, state};
+use fuzz_fixture::{ALICE, BAO, CHEN, DANA, PROPOSAL, card, receive_all, receive_one, state};
 use replay::corpus;
 
 #[test]
@@ -45,7 +45,6 @@ fn seeds() -> (Vec<Seed>, Vec<Seed>) {
             takes: "B".into(),
         }),
     };
-    let signature = ratify(&identity(ALICE), PROPOSAL.as_bytes()).unwrap();
     let valid = [
         ("seed-state", ChannelBody::State { state: newer.clone() }),
         ("seed-consent", ChannelBody::PhaseConsent { phase: backchannel_proto::channel::Phase::Agreed }),
@@ -60,10 +59,6 @@ fn seeds() -> (Vec<Seed>, Vec<Seed>) {
                 text: "Annex 1.\n".into(),
                 signatories: vec!["A".into()],
             },
-        ),
-        (
-            "seed-ratification",
-            ChannelBody::Ratification { proposal: text_hash(PROPOSAL.as_bytes()), signature, signer: None },
         ),
         (
             "seed-probe-propose",
@@ -100,6 +95,21 @@ fn seeds() -> (Vec<Seed>, Vec<Seed>) {
         ("broken-member-twice", ChannelBody::State { state: twice }.encode()),
         ("broken-observer-promoted", ChannelBody::State { state: promoted }.encode()),
         ("broken-bytes", vec![0xff, 0x00, 0x7b, 0x22, 0xc3]),
+        // A ratification is signed over a statement naming its signer's identity key, which the
+        // fixture's cards fix and real identities cannot: a well-formed one that does not verify.
+        (
+            "broken-ratification-unsigned",
+            ChannelBody::Ratification {
+                proposal: text_hash(PROPOSAL.as_bytes()),
+                signature: "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n".into(),
+                signer: None,
+                signed_at: Some(1_800_000_000),
+                possession: Some(
+                    "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n".into(),
+                ),
+            }
+            .encode(),
+        ),
     ];
     (valid, broken)
 }

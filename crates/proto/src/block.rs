@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use backchannel_wire::codec::{Reader, Writer};
 
-use crate::crypto::{SecretKey, open_random_nonce, random_array, seal_random_nonce};
+use crate::crypto::{SecretKey, open_random_nonce, seal_random_nonce};
 use crate::error::{ProtoError, Result};
 
 const LABEL: &[u8] = b"backchannel/block/v1";
@@ -30,6 +30,16 @@ pub fn chunk_capacity(block_size: usize) -> usize {
     block_size.saturating_sub(SEAL_OVERHEAD + FRAGMENT_HEADER)
 }
 
+/// A frame's id: the first 16 bytes of a labelled SHA-256 of the frame, so the same frame cut
+/// again (a resend after a crash, a copy over a second route) has the same id and the receiver
+/// takes it in once. Frames are ciphertext under keys used once, so ids do not repeat.
+pub fn frame_id_of(frame: &[u8]) -> FrameId {
+    let digest = crate::crypto::sha256(&[b"backchannel/frame-id/v1", frame]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
 /// Cuts `frame` into sealed blocks of exactly `block_size` bytes.
 pub fn seal_frame(frame: &[u8], key: &SecretKey, block_size: usize) -> Result<(FrameId, Vec<Vec<u8>>)> {
     let cap = chunk_capacity(block_size);
@@ -40,7 +50,7 @@ pub fn seal_frame(frame: &[u8], key: &SecretKey, block_size: usize) -> Result<(F
     if count > MAX_FRAME_BLOCKS {
         return Err(ProtoError::ApiMisuse("message too large (more than 1024 blocks)"));
     }
-    let frame_id: FrameId = random_array();
+    let frame_id = frame_id_of(frame);
     let blocks = (0..count)
         .map(|i| {
             let chunk = &frame[(i * cap).min(frame.len())..((i + 1) * cap).min(frame.len())];

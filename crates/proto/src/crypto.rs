@@ -92,6 +92,20 @@ pub fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// HMAC-SHA-256 whose output is a key (a chain step): it goes straight into a [`SecretKey`],
+/// and the MAC state's copy is zeroed, so no copy of the key outlives its use.
+pub fn hmac_key(key: &SecretKey, data: &[u8]) -> SecretKey {
+    let Ok(mut mac) = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0) else {
+        return SecretKey([0u8; 32]); // unreachable: HMAC takes keys of any length
+    };
+    mac.update(data);
+    let mut out = mac.finalize().into_bytes();
+    let mut key = SecretKey([0u8; 32]);
+    key.0.copy_from_slice(&out);
+    out.as_mut_slice().zeroize();
+    key
+}
+
 pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     use sha2::Digest;
     let mut h = Sha256::new();

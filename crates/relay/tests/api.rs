@@ -65,7 +65,7 @@ async fn wrong_secret_is_refused_or_forbidden_without_echo() {
         let (status, body) = c.request(Method::GET, &path, Some(auth), Vec::new()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(error_body(&body).error, "unauthorized");
-        assert!(!String::from_utf8_lossy(&body).contains(&wrong.to_hex()));
+        assert!(!String::from_utf8_lossy(&body).contains(wrong.to_hex().as_str()));
         let path = format!("/v1/queues/{}/ack", q.recv_id);
         let (status, _) = c.request(Method::POST, &path, Some(auth), br#"{"seqs":[1]}"#.to_vec()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);

@@ -25,7 +25,7 @@ pub use api::{
     ws_delivery_encode,
 };
 pub use codec::DecodeError;
-pub use ids::{QueueId, QueueSecret, SecretHash, hex_encode};
+pub use ids::{QueueId, QueueSecret, SecretHash, SecretHex, hex_encode};
 
 /// Default size of every block a relay stores: all envelopes look alike to the host.
 pub const DEFAULT_BLOCK_SIZE: usize = 4096;

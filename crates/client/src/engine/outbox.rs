@@ -33,9 +33,15 @@ pub(crate) struct OutboxItem {
     /// Set when the relay refused the item for a reason a retry cannot fix by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The whole route when the item keeps its frame (Olm and post-quantum layers) and not its
+    /// blocks: they are cut for the route when it is delivered (the same frame id every time,
+    /// so a resend after a crash is taken in once). Items queued by earlier versions keep blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
 }
 
 impl OutboxItem {
+    /// An item whose stored value is its blocks (the handshake, queued whole).
     pub fn new(contact: &str, route: &Route) -> Self {
         Self {
             contact: contact.to_owned(),
@@ -44,7 +50,13 @@ impl OutboxItem {
             secret: route.send_secret.clone(),
             legacy_blocks: Vec::new(),
             held: None,
+            route: None,
         }
+    }
+
+    /// An item whose stored value is one frame, cut into `route`'s blocks when delivered.
+    pub fn frame(contact: &str, route: &Route) -> Self {
+        Self { route: Some(route.clone()), ..Self::new(contact, route) }
     }
 }
 
@@ -80,14 +92,25 @@ pub struct FlushReport {
     pub unreachable: Vec<String>,
 }
 
-/// What the outbox holds, in order; items queued by earlier versions bring their blocks in
-/// their header. An item without blocks was damaged (every item is queued with at least one).
-pub(crate) fn queued(tx: &Tx<'_>) -> Result<Vec<Queued>> {
+/// What the outbox holds, in order, with its blocks: items queued by earlier versions bring
+/// them in their header, items that keep a frame have it cut for their route (or take the
+/// blocks cut when it was sealed, from `cut`). An item without blocks was damaged (every item
+/// is queued with at least one).
+pub(crate) fn queued(
+    tx: &Tx<'_>,
+    cut: &mut std::collections::HashMap<i64, Vec<Vec<u8>>>,
+) -> Result<Vec<Queued>> {
     let items: Vec<OutboxRow<OutboxItem>> = tx.outbox()?;
     items
         .into_iter()
-        .map(|(n, mut item, blocks)| {
-            let blocks = blocks.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
+        .map(|(n, mut item, stored)| {
+            let stored = stored.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
+            let blocks = match (&item.route, stored.as_slice()) {
+                (Some(_), _) if cut.contains_key(&n) => cut.remove(&n).unwrap_or_default(),
+                (Some(route), [frame]) => route.seal_blocks(frame).map(|(_, b)| b).unwrap_or_default(),
+                (Some(_), _) => Vec::new(),
+                (None, _) => stored,
+            };
             if blocks.is_empty() {
                 return Err(tx.damaged(format!("outbox item {n} has no blocks")));
             }
@@ -97,7 +120,7 @@ pub(crate) fn queued(tx: &Tx<'_>) -> Result<Vec<Queued>> {
 }
 
 pub(crate) fn list(tx: &Tx<'_>, contacts: &super::Contacts) -> Result<Vec<QueuedView>> {
-    Ok(queued(tx)?
+    Ok(queued(tx, &mut std::collections::HashMap::new())?
         .into_iter()
         .map(|q| QueuedView {
             n: q.n,
@@ -159,7 +182,8 @@ fn shuffle<T>(items: &mut [T]) {
 impl Shared {
     /// Delivers what the outbox holds. Items a relay did not fully store stay.
     pub async fn flush(&self) -> Result<FlushReport> {
-        let items = self.read(|tx, _| queued(tx))?;
+        let mut cut = self.take_cut();
+        let items = self.read(|tx, _| queued(tx, &mut cut))?;
         let mut report = FlushReport::default();
         let (held, items): (Vec<Queued>, Vec<Queued>) =
             items.into_iter().partition(|q| q.item.held.is_some());
@@ -238,7 +262,7 @@ impl Shared {
     /// Drops an item the user gave up on (listed by `outbox`).
     pub fn drop_queued(&self, n: i64) -> Result<()> {
         self.write(|tx, _| {
-            if !queued(tx)?.iter().any(|q| q.n == n) {
+            if !tx.outbox::<OutboxItem>()?.iter().any(|(m, _, _)| *m == n) {
                 return Err(ClientError::NoOutboxItem { n });
             }
             tx.outbox_remove(n)
@@ -249,9 +273,9 @@ impl Shared {
     pub fn retry_held(&self) -> Result<usize> {
         self.write(|tx, _| {
             let mut count = 0;
-            for mut q in queued(tx)? {
-                if q.item.held.take().is_some() {
-                    tx.outbox_update(q.n, &q.item)?;
+            for (n, mut item, _) in tx.outbox::<OutboxItem>()? {
+                if item.held.take().is_some() {
+                    tx.outbox_update(n, &item)?;
                     count += 1;
                 }
             }
@@ -277,6 +301,7 @@ fn clone_item(i: &OutboxItem) -> OutboxItem {
         secret: i.secret.clone(),
         legacy_blocks: Vec::new(),
         held: i.held.clone(),
+        route: i.route.clone(),
     }
 }
 
@@ -326,12 +351,12 @@ mod tests {
                 tx.outbox_push(&OutboxItem::new("c2", &route()), &new)
             })
             .unwrap();
-        let items = store.tx(|tx| queued(tx)).unwrap();
+        let items = store.tx(|tx| queued(tx, &mut Default::default())).unwrap();
         let got: Vec<(&str, &Vec<Vec<u8>>)> =
             items.iter().map(|q| (q.item.contact.as_str(), &q.blocks)).collect();
         assert_eq!(got, [("c1", &old), ("c2", &new)]);
         store.execute_raw("UPDATE outbox SET blocks = NULL WHERE n = 2");
-        let err = store.tx(|tx| queued(tx).map(drop)).unwrap_err();
+        let err = store.tx(|tx| queued(tx, &mut Default::default()).map(drop)).unwrap_err();
         assert!(err.to_string().contains("outbox item 2 has no blocks"), "{err}");
     }
 
