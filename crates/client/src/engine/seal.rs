@@ -97,7 +97,7 @@ impl Batch<'_, '_> {
         let (_, blocks) = route.seal_blocks(&frame.bytes)?;
         self.touch_session(id);
         // The store keeps the frame (small); the blocks just cut wait in memory for delivery.
-        let n = self.tx.outbox_push(&OutboxItem::frame(id, &route), &[frame.bytes])?;
+        let n = self.tx.outbox_push(&OutboxItem::frame(id), &[frame.bytes])?;
         self.cut.push((n, blocks));
         Ok(Some(seq))
     }
