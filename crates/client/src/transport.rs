@@ -361,7 +361,8 @@ pub async fn connect_ws(address: &RelayAddress) -> Result<WsStream> {
         match tokio_tungstenite::client_async(url, tls).await {
             Ok((ws, _)) => return Ok(ws),
             Err(e) => {
-                error = Some(ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() });
+                error =
+                    Some(ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() });
                 failed = Some(node);
             }
         }

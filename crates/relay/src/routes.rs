@@ -2,7 +2,6 @@
 //! store answers into responses; every failure is an `ApiError` (see `error.rs` for the one
 //! status mapping).
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 use crate::error::ApiFailure;
 use crate::limits::{TokenBucket, read_body};
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::notify::Hub;
 use crate::store::{AnyStore, NewQueue, PutItem, PutResult, unix_now};
 use crate::{RelayConfig, StoreError, ws};
 
@@ -38,7 +37,8 @@ const CREATE_ATTEMPTS: usize = 3;
 pub(crate) struct AppState {
     pub store: AnyStore,
     pub config: Arc<RelayConfig>,
-    pub notifier: Arc<Notifier>,
+    /// This node's WebSocket followers, fed by the store's writer after each commit.
+    pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     /// Turns true when the relay begins shutting down.
     pub stopping: watch::Receiver<bool>,
@@ -120,17 +120,11 @@ async fn send(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiR
     Ok(Json(SendResponse { results: results.iter().map(PutResult::outcome).collect() }))
 }
 
-/// Counts what a send did and wakes the followers of every queue that got a block.
+/// Counts what a send did (the writer has already handed the stored blocks to followers).
 fn record_put(s: &AppState, results: &[PutResult]) {
-    let mut woken = HashSet::new();
     for result in results {
         match result {
-            PutResult::Stored { recv_id, .. } => {
-                Metrics::add(&s.metrics.blocks_stored, 1);
-                if woken.insert(*recv_id) {
-                    s.notifier.wake(recv_id);
-                }
-            }
+            PutResult::Stored { .. } => Metrics::add(&s.metrics.blocks_stored, 1),
             PutResult::Refused => s.metrics.reject("refused", 1),
             PutResult::QueueFull => s.metrics.reject("queue_full", 1),
         }
@@ -227,7 +221,7 @@ async fn delete_queue(
     let hash = bearer(&headers)?;
     s.store.delete_queue(recv_id, hash).await?;
     // Followers read the store again and find the queue gone.
-    s.notifier.wake(&recv_id);
+    s.hub.wake(&recv_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

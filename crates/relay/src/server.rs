@@ -25,7 +25,7 @@ use tower_service::Service as _;
 use crate::error::{ApiFailure, Rejected, io_reason};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::notify::Hub;
 use crate::routes::{self, AppState};
 use crate::store::{AnyStore, StoreOptions, StoreStats, Wake, unix_now};
 use crate::{RelayConfig, RelayError, RelayOptions, load_or_create_tls};
@@ -45,15 +45,15 @@ pub async fn run(
     let new_queues =
         TokenBucket::new(config.queue_creations_per_sec, config.queue_creation_burst, Instant::now());
     let state = AppState {
+        hub: Arc::clone(store.hub()),
         store,
         config: Arc::new(config),
-        notifier: Arc::new(Notifier::default()),
         metrics: Arc::new(Metrics::default()),
         stopping,
         new_queues: Arc::new(Mutex::new(new_queues)),
     };
     let purge = tokio::spawn(purge_loop(state.clone()));
-    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.notifier))));
+    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
     // Every connection holds a clone; when all are gone, `recv` returns `None`.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let acceptor =
@@ -198,11 +198,11 @@ async fn handle(
 }
 
 /// Passes the store's wake-ups (blocks committed through other relay nodes) to followers here.
-async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, notifier: Arc<Notifier>) {
+async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, hub: Arc<Hub>) {
     while let Some(wake) = wakes.recv().await {
         match wake {
-            Wake::Queue(recv_id) => notifier.wake(&recv_id),
-            Wake::All => notifier.wake_all(),
+            Wake::Queue(recv_id) => hub.wake(&recv_id),
+            Wake::All => hub.wake_all(),
         }
     }
 }
@@ -225,7 +225,7 @@ async fn purge_loop(state: AppState) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "purge of expired blocks failed"),
         }
-        state.notifier.prune();
+        state.hub.prune();
     }
 }
 

@@ -228,7 +228,8 @@ mod tests {
     #[test]
     fn several_nodes_and_a_next_certificate() {
         let one = RelayAddress::for_certificate("a.example", 1, b"now");
-        let nodes = vec!["a.example:1".parse().unwrap(), "[::1]:2".parse().unwrap(), "10.0.0.3:3".parse().unwrap()];
+        let nodes =
+            vec!["a.example:1".parse().unwrap(), "[::1]:2".parse().unwrap(), "10.0.0.3:3".parse().unwrap()];
         let many = one.with_nodes(nodes).unwrap().with_next_certificate(b"next");
         let text = many.to_string();
         assert!(text.starts_with("bcr://a.example:1,[::1]:2,10.0.0.3:3#"), "{text}");

@@ -127,6 +127,14 @@ impl AnyStore {
         }
     }
 
+    /// The hand-off to this node's WebSocket followers, fed by the writer after each commit.
+    pub(crate) fn hub(&self) -> &std::sync::Arc<crate::notify::Hub> {
+        match self {
+            Self::Sqlite(s) => s.hub(),
+            Self::Postgres(p) => p.hub(),
+        }
+    }
+
     fn writer(&self) -> &WriterHandle {
         match self {
             Self::Sqlite(s) => s.writer(),
