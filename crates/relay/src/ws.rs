@@ -159,7 +159,8 @@ impl Session {
         // Followed before the first read, so a block committed during it is handed over too.
         self.state.hub.follow(recv_id, &self.mailbox);
         let hash = secret.hash();
-        let fetched = match self.state.store.fetch(recv_id, hash, 0, MAX_BATCH).await {
+        // Boxed: the store's futures are large, and an idle session should not carry them.
+        let fetched = match Box::pin(self.state.store.fetch(recv_id, hash, 0, MAX_BATCH)).await {
             Ok(fetched) => fetched,
             Err(err) => {
                 if !self.follows.contains_key(&recv_id) {
@@ -234,7 +235,7 @@ impl Session {
     /// Reads a followed queue from the store after the last seq pushed, and pushes it.
     async fn reread(&mut self, recv_id: QueueId) -> Result<(), Closed> {
         let Some(follow) = self.follows.get(&recv_id) else { return Ok(()) };
-        match self.state.store.fetch(recv_id, follow.hash, follow.last, MAX_BATCH).await {
+        match Box::pin(self.state.store.fetch(recv_id, follow.hash, follow.last, MAX_BATCH)).await {
             Ok(fetched) => self.push_read(recv_id, fetched.items).await,
             Err(err) => {
                 // The queue was deleted (or the store failed): this follower stops.
