@@ -225,10 +225,29 @@ async fn delete_queue(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// `/metrics` on the public port: only with the configured bearer token; without one
+/// configured, the public port has no such endpoint.
+async fn metrics(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(token) = &s.config.metrics_token else {
+        return no_such_endpoint(method, uri).await.into_response();
+    };
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| token.admits(p.trim())) {
+        return ApiFailure(ApiError::Unauthorized).into_response();
+    }
+    metrics_text(State(s)).await
+}
+
+/// The exposition, for the metrics listener (and the public port with a token).
+pub(crate) async fn metrics_text(State(s): State<AppState>) -> Response {
     let stats = s.store.stats().await.ok();
     let text = s.metrics.render(stats);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// The router of the separate metrics listener: `/metrics` and nothing else.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics_text)).fallback(no_such_endpoint).with_state(state)
 }
 
 async fn no_such_endpoint(method: Method, uri: Uri) -> ApiFailure {

@@ -39,6 +39,26 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve(listener, metrics, tls, store, config, shutdown).await
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, RelayError> {
+    TcpListener::bind(addr).await.map_err(|e| RelayError::Bind { addr, reason: io_reason(&e) })
+}
+
+/// [`run`], with the metrics listener (if any) already bound.
+async fn serve(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    tls: Arc<rustls::ServerConfig>,
+    store: AnyStore,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
     config.validate()?;
     let (stop, stopping) = watch::channel(false);
     let grace = config.shutdown_grace;
@@ -53,6 +73,7 @@ pub async fn run(
         new_queues: Arc::new(Mutex::new(new_queues)),
     };
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let scrapes = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
     let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
     // Every connection holds a clone; when all are gone, `recv` returns `None`.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
@@ -68,7 +89,7 @@ pub async fn run(
     if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; leaving them");
     }
-    for task in std::iter::once(purge).chain(wakes) {
+    for task in std::iter::once(purge).chain(wakes).chain(scrapes) {
         task.abort();
         let _ = task.await;
     }
@@ -93,8 +114,13 @@ impl Acceptor {
                 .await
                 .map_err(|_| RelayError::Server("connection limit closed".into()))?;
             let tcp = match listener.accept().await {
-                // The peer's address is deliberately not kept or logged.
-                Ok((tcp, _)) => tcp,
+                // The peer's address is not kept, and logged only if the operator asked.
+                Ok((tcp, peer)) => {
+                    if self.state.config.log_client_ips {
+                        tracing::info!(client = %peer, "connection accepted");
+                    }
+                    tcp
+                }
                 Err(err) => {
                     // Usually out of file descriptors: wait for some to free up.
                     tracing::warn!(error = %err, "cannot accept a connection");
@@ -197,6 +223,17 @@ async fn handle(
     Ok(response)
 }
 
+/// Serves `/metrics` over plain HTTP on the metrics listener until the relay stops.
+async fn serve_metrics(listener: TcpListener, state: AppState) {
+    let mut stopping = state.stopping.clone();
+    let app = routes::metrics_router(state);
+    let served =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut stopping).await });
+    if let Err(err) = served.await {
+        tracing::warn!(error = %err, "the metrics listener stopped");
+    }
+}
+
 /// Passes the store's wake-ups (blocks committed through other relay nodes) to followers here.
 async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, hub: Arc<Hub>) {
     while let Some(wake) = wakes.recv().await {
@@ -239,6 +276,7 @@ pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
 pub struct RunningRelay {
     address: RelayAddress,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     store: AnyStore,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), RelayError>>,
@@ -253,6 +291,11 @@ impl RunningRelay {
     /// The socket address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served apart from the public port, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub async fn stats(&self) -> Result<StoreStats, RelayError> {
@@ -279,13 +322,20 @@ pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
     let host = opts.advertised_host();
     let names =
         if host == "localhost" { vec![host.clone()] } else { vec![host.clone(), "localhost".to_owned()] };
-    let (tls, cert) = load_or_create_tls(&opts.data_dir, &names)?;
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
+    let (tls, cert) = match (&opts.tls.cert, &opts.tls.key) {
+        (None, None) => load_or_create_tls(&opts.data_dir, &names)?,
+        (Some(cert), Some(key)) => crate::tls::load_pair(cert, key)?,
+        _ => return Err(RelayError::Config("give both the TLS certificate and its key, or neither".into())),
+    };
+    let listener = bind(opts.listen).await?;
     let local_addr =
         listener.local_addr().map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
-    let address = RelayAddress::for_certificate(host, local_addr.port(), &cert);
+    let address = relay_address(&opts, host, local_addr.port(), &cert, &names)?;
+    let metrics_listener = match opts.config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let options = StoreOptions {
         scrub_deleted: opts.config.scrub_deleted_blocks,
         max_bytes: opts.config.max_store_bytes,
@@ -296,12 +346,39 @@ pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
         return Err(err);
     }
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = run(listener, tls, store.clone(), opts.config, async move {
+    let serving = serve(listener, metrics_listener, tls, store.clone(), opts.config, async move {
         let _ = stopped.await;
     });
     let task = tokio::spawn(serving);
     tracing::info!(%address, "relay listening");
-    Ok(RunningRelay { address, local_addr, store, stop, task })
+    Ok(RunningRelay { address, local_addr, metrics_addr, store, stop, task })
+}
+
+/// The address clients are given: this node (or every node of the host), the certificate's
+/// fingerprint, and the next certificate's if there is one.
+fn relay_address(
+    opts: &RelayOptions,
+    host: String,
+    port: u16,
+    cert: &[u8],
+    names: &[String],
+) -> Result<RelayAddress, RelayError> {
+    let mut address = RelayAddress::for_certificate(host, port, cert);
+    if !opts.nodes.is_empty() {
+        address = address.with_nodes(opts.nodes.clone()).map_err(|e| RelayError::Config(e.to_string()))?;
+    }
+    match (&opts.tls.next_cert, &opts.tls.next_key) {
+        (None, None) => {}
+        (Some(c), Some(k)) => {
+            address = address.with_next_certificate(&crate::tls::load_or_create_next(c, k, names)?)
+        }
+        _ => {
+            return Err(RelayError::Config(
+                "give both the next TLS certificate and its key, or neither".into(),
+            ));
+        }
+    }
+    Ok(address)
 }
 
 /// Checks the store against the configuration and publishes the address.
