@@ -166,7 +166,7 @@ mod tests {
             ("data = \"x\"\nlisten = \"nowhere\"\n", 2, "listen"),
             ("block-size = 100\n", 1, "block-size"),
             ("ttl = \"3 weeks\"\n", 1, "unit"),
-            ("\n\nblock-size = \"big\"\n", 3, "integer"),
+            ("\n\nblock-size = \"big\"\n", 3, "expected i64"),
             ("log-format = \"xml\"\n", 1, "log-format"),
             ("nodes = \"a:1,b\"\n", 1, "nodes"),
             ("store = \"mysql://x\"\n", 1, "postgres"),
