@@ -392,6 +392,15 @@ async fn prepare(store: &AnyStore, opts: &RelayOptions, address: &RelayAddress) 
              use block size {held}, or a new data directory"
         )));
     }
+    // Nodes sharing a store must agree: a block stored through one is fetched through another.
+    let held = store.setting("block_size", want.to_string()).await?;
+    if held != want.to_string() {
+        return Err(RelayError::Config(format!(
+            "this store belongs to a deployment whose block size is {held} bytes, but this node is set to \
+             {want}: every node of a host must use the same block size (start this one with block size \
+             {held}, or give it a store of its own)"
+        )));
+    }
     write_address(&opts.data_dir, address)
 }
 

@@ -168,6 +168,8 @@ async fn data_dir_holds_only_what_it_should() {
             "queues.send_id",
             "queues.stored",
             "queues.touched_at",
+            "relay_settings.name",
+            "relay_settings.value",
             "schema_version.applied_at",
             "schema_version.version",
         ]

@@ -21,12 +21,37 @@ pub(crate) const QUEUE_DEPTH: usize = 8192;
 /// A write, as the writer applies it. Time comes in with the job so tests control expiry.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    Create { queue: NewQueue, now: u64 },
-    Put { items: Vec<PutItem>, quota: u32, now: u64 },
-    Ack { recv_id: QueueId, hash: SecretHash, seqs: Vec<u64>, now: u64 },
-    Touch { recv_id: QueueId, now: u64 },
-    Delete { recv_id: QueueId, hash: SecretHash },
-    Purge { cutoff: u64 },
+    Create {
+        queue: NewQueue,
+        now: u64,
+    },
+    Put {
+        items: Vec<PutItem>,
+        quota: u32,
+        now: u64,
+    },
+    Ack {
+        recv_id: QueueId,
+        hash: SecretHash,
+        seqs: Vec<u64>,
+        now: u64,
+    },
+    Touch {
+        recv_id: QueueId,
+        now: u64,
+    },
+    Delete {
+        recv_id: QueueId,
+        hash: SecretHash,
+    },
+    Purge {
+        cutoff: u64,
+    },
+    /// Records a deployment setting unless one is recorded; answers with the recorded value.
+    Setting {
+        name: &'static str,
+        value: String,
+    },
 }
 
 impl WriteOp {
@@ -49,6 +74,7 @@ pub(crate) enum WriteDone {
     Touched,
     Deleted,
     Purged(Purged),
+    Setting(String),
 }
 
 /// A write and the caller waiting for its answer.

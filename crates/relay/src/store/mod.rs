@@ -210,6 +210,15 @@ impl AnyStore {
         }
     }
 
+    /// Records `value` for the deployment setting `name` unless it is recorded already, and
+    /// answers with the recorded value (the first node's).
+    pub async fn setting(&self, name: &'static str, value: String) -> Result<String, StoreError> {
+        match self.writer().submit(WriteOp::Setting { name, value }).await? {
+            WriteDone::Setting(v) => Ok(v),
+            other => Err(mismatch(&other)),
+        }
+    }
+
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         match self {
             Self::Sqlite(s) => s.stats().await,

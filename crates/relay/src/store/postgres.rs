@@ -33,7 +33,10 @@ use announce::Announcer;
 mod announce;
 mod listen;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_settings.sql")),
+];
 /// Serialises migrations when several relay nodes start at once.
 const MIGRATION_LOCK: i64 = 0x6263_7265_6c61_7900;
 /// Read connections: PostgreSQL runs each connection's queries one after another, so two let
@@ -488,6 +491,16 @@ async fn apply_other(
         }
         WriteOp::Delete { recv_id, hash } => delete(tx, s, *recv_id, *hash).await,
         WriteOp::Purge { cutoff } => purge(tx, *cutoff).await,
+        WriteOp::Setting { name, value } => {
+            let name: &str = name;
+            tx.execute(
+                "INSERT INTO relay_settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value.as_str()],
+            )
+            .await?;
+            let held = tx.query_one("SELECT value FROM relay_settings WHERE name = $1", &[&name]).await?;
+            Ok(WriteDone::Setting(held.get(0)))
+        }
         WriteOp::Put { .. } | WriteOp::Ack { .. } => {
             Err(StoreError::Backend { engine: "PostgreSQL", message: "misrouted write".into() })
         }

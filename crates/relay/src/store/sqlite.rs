@@ -19,7 +19,10 @@ use crate::notify::{Committed, Hub};
 use crate::{RelayError, StoreError};
 
 /// Schema migrations, applied in order once each and recorded in `schema_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_settings.sql")),
+];
 /// Read-only connections; more than the cores would only contend.
 const READERS: usize = 2;
 
@@ -268,6 +271,16 @@ fn apply_other(tx: &Connection, op: &mut WriteOp) -> Result<WriteDone, StoreErro
         WriteOp::Touch { recv_id, now } => touch(tx, *recv_id, *now),
         WriteOp::Delete { recv_id, hash } => delete(tx, *recv_id, *hash),
         WriteOp::Purge { cutoff } => purge(tx, *cutoff),
+        WriteOp::Setting { name, value } => {
+            let (name, value): (&str, &str) = (name, value);
+            tx.execute(
+                "INSERT INTO relay_settings (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![name, value],
+            )?;
+            let held =
+                tx.query_row("SELECT value FROM relay_settings WHERE name = ?1", [name], |r| r.get(0))?;
+            Ok(WriteDone::Setting(held))
+        }
         WriteOp::Put { .. } => Err(StoreError::Backend { engine: "SQLite", message: "misrouted put".into() }),
     }
 }
