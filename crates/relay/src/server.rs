@@ -327,24 +327,34 @@ pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
         (Some(cert), Some(key)) => crate::tls::load_pair(cert, key)?,
         _ => return Err(RelayError::Config("give both the TLS certificate and its key, or neither".into())),
     };
-    let listener = bind(opts.listen).await?;
-    let local_addr =
-        listener.local_addr().map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
-    let address = relay_address(&opts, host, local_addr.port(), &cert, &names)?;
-    let metrics_listener = match opts.config.metrics_listen {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let options = StoreOptions {
         scrub_deleted: opts.config.scrub_deleted_blocks,
         max_bytes: opts.config.max_store_bytes,
     };
+    // The store first: a port that accepts connections before the store is open would keep
+    // clients waiting on this node instead of trying another.
     let store = AnyStore::open(&opts.store, &opts.data_dir, options).await?;
-    if let Err(err) = prepare(&store, &opts, &address).await {
-        store.close().await;
-        return Err(err);
-    }
+    let bound = async {
+        let listener = bind(opts.listen).await?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
+        let address = relay_address(&opts, host, local_addr.port(), &cert, &names)?;
+        let metrics_listener = match opts.config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        prepare(&store, &opts, &address).await?;
+        Ok::<_, RelayError>((listener, local_addr, address, metrics_listener))
+    };
+    let (listener, local_addr, address, metrics_listener) = match bound.await {
+        Ok(bound) => bound,
+        Err(err) => {
+            store.close().await;
+            return Err(err);
+        }
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = serve(listener, metrics_listener, tls, store.clone(), opts.config, async move {
         let _ = stopped.await;
