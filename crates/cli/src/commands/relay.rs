@@ -20,20 +20,57 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         None => args,
     };
     let options = options(&args)?;
+    let json = args.log_format.as_deref() == Some("json");
     if tracing::enabled!(tracing::Level::INFO) {
-        eprintln!("effective relay configuration:\n{}", effective(&args, &options));
+        notice(json, &format!("effective relay configuration:\n{}", effective(&args, &options)));
     }
-    let relay = backchannel_relay::start(options).await?;
+    let relay = start_when_reachable(options, json).await?;
     say(format!("relay address: {}", relay.address()))?;
     let data = args.data.as_deref().map_or_else(String::new, |d| d.display().to_string());
-    eprintln!("serving on {}; data in {data}; Ctrl-C to stop", relay.local_addr());
+    notice(json, &format!("serving on {}; data in {data}; Ctrl-C to stop", relay.local_addr()));
     if let Some(addr) = relay.metrics_addr() {
-        eprintln!("metrics on http://{addr}/metrics");
+        notice(json, &format!("metrics on http://{addr}/metrics"));
     }
     shutdown_signal().await?;
-    eprintln!("shutting down");
+    notice(json, "shutting down");
     relay.shutdown().await;
     Ok(())
+}
+
+/// A line for the operator on stderr: plain, or (with JSON logs) as a log event, so that
+/// every line of a JSON log is one object.
+fn notice(json: bool, text: &str) {
+    if json {
+        tracing::warn!(notice = text);
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+/// Starts the relay; while its PostgreSQL server is unreachable, tries again (every 1 s at
+/// first, then less often, up to every 30 s) instead of exiting, so a node started before its
+/// database comes up by itself. Its port stays closed meanwhile, so clients use other nodes.
+async fn start_when_reachable(options: RelayOptions, json: bool) -> Result<backchannel_relay::RunningRelay> {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match backchannel_relay::start(options.clone()).await {
+            Err(backchannel_relay::RelayError::PostgresUnreachable { location, reason }) => {
+                notice(
+                    json,
+                    &format!(
+                        "PostgreSQL at {location} is unreachable ({reason}); trying again in {} s",
+                        wait.as_secs()
+                    ),
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    r = shutdown_signal() => { r?; bail!("stopped before PostgreSQL could be reached") }
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// The flags (and file), checked and turned into the relay's options.
