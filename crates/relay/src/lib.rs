@@ -31,6 +31,7 @@
 
 mod config;
 mod error;
+mod lean_tls;
 mod limits;
 mod metrics;
 mod notify;

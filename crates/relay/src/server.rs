@@ -19,10 +19,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 
 use crate::error::{ApiFailure, Rejected, io_reason};
+use crate::lean_tls::LeanTls;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::notify::Hub;
@@ -77,8 +77,7 @@ async fn serve(
     let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
     // Every connection holds a clone; when all are gone, `recv` returns `None`.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
-    let acceptor =
-        Acceptor { tls: TlsAcceptor::from(tls), router: routes::router(state.clone()), state, alive };
+    let acceptor = Acceptor { tls, router: routes::router(state.clone()), state, alive };
     let result = tokio::select! {
         result = acceptor.accept_loop(&listener) => result,
         () = shutdown => Ok(()),
@@ -98,7 +97,7 @@ async fn serve(
 
 /// What the accept loop hands each connection.
 struct Acceptor {
-    tls: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     router: Router,
     state: AppState,
     alive: mpsc::Sender<()>,
@@ -129,7 +128,7 @@ impl Acceptor {
                 }
             };
             let ctx = Arc::new(ConnCtx::new(&self.state, slot, self.alive.clone()));
-            let (tls, router) = (self.tls.clone(), self.router.clone());
+            let (tls, router) = (Arc::clone(&self.tls), self.router.clone());
             let stopping = self.state.stopping.clone();
             let timeouts = (self.state.config.handshake_timeout, self.state.config.header_timeout);
             tokio::spawn(serve_connection(tcp, tls, timeouts, router, ctx, stopping));
@@ -173,14 +172,14 @@ impl Drop for ConnCtx {
 
 async fn serve_connection(
     tcp: TcpStream,
-    tls: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     (handshake, header_timeout): (Duration, Duration),
     router: Router,
     ctx: Arc<ConnCtx>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+    let stream = match tokio::time::timeout(handshake, LeanTls::accept(tcp, tls)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => return tracing::debug!(error = %err, "TLS handshake failed"),
         Err(_) => return tracing::debug!("TLS handshake timed out"),

@@ -113,6 +113,8 @@ fn server_config(cert: Vec<u8>, key: Vec<u8>) -> Result<Arc<ServerConfig>, Strin
         .with_single_cert(vec![CertificateDer::from(cert)], key)
         .map_err(|e| format!("the saved key does not fit the certificate: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Clients pin the certificate and never resume: tickets would only cost each connection.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
