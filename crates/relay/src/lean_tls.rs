@@ -138,43 +138,45 @@ impl LeanTls {
                     None
                 }
                 ConnectionState::BlockedHandshake => Some(Stop::NeedRead),
-                ConnectionState::WriteTraffic(mut write) => match std::mem::replace(&mut action, Action::Nothing) {
-                    Action::Nothing => Some(Stop::Writable(0)),
-                    Action::CloseNotify => {
-                        let start = outgoing.len();
-                        outgoing.resize(start + 64, 0);
-                        loop {
-                            match write.queue_close_notify(&mut outgoing[start..]) {
-                                Ok(n) => {
-                                    outgoing.truncate(start + n);
-                                    break;
+                ConnectionState::WriteTraffic(mut write) => {
+                    match std::mem::replace(&mut action, Action::Nothing) {
+                        Action::Nothing => Some(Stop::Writable(0)),
+                        Action::CloseNotify => {
+                            let start = outgoing.len();
+                            outgoing.resize(start + 64, 0);
+                            loop {
+                                match write.queue_close_notify(&mut outgoing[start..]) {
+                                    Ok(n) => {
+                                        outgoing.truncate(start + n);
+                                        break;
+                                    }
+                                    Err(EncryptError::InsufficientSize(need)) => {
+                                        outgoing.resize(start + need.required_size, 0);
+                                    }
+                                    Err(other) => return Err(tls_error(other)),
                                 }
-                                Err(EncryptError::InsufficientSize(need)) => {
-                                    outgoing.resize(start + need.required_size, 0);
-                                }
-                                Err(other) => return Err(tls_error(other)),
                             }
+                            Some(Stop::Writable(0))
                         }
-                        Some(Stop::Writable(0))
-                    }
-                    Action::Encrypt(bytes) => {
-                        let start = outgoing.len();
-                        outgoing.resize(start + bytes.len() + 64, 0);
-                        loop {
-                            match write.encrypt(bytes, &mut outgoing[start..]) {
-                                Ok(n) => {
-                                    outgoing.truncate(start + n);
-                                    break;
+                        Action::Encrypt(bytes) => {
+                            let start = outgoing.len();
+                            outgoing.resize(start + bytes.len() + 64, 0);
+                            loop {
+                                match write.encrypt(bytes, &mut outgoing[start..]) {
+                                    Ok(n) => {
+                                        outgoing.truncate(start + n);
+                                        break;
+                                    }
+                                    Err(EncryptError::InsufficientSize(need)) => {
+                                        outgoing.resize(start + need.required_size, 0);
+                                    }
+                                    Err(other) => return Err(tls_error(other)),
                                 }
-                                Err(EncryptError::InsufficientSize(need)) => {
-                                    outgoing.resize(start + need.required_size, 0);
-                                }
-                                Err(other) => return Err(tls_error(other)),
                             }
+                            Some(Stop::Writable(bytes.len()))
                         }
-                        Some(Stop::Writable(bytes.len()))
                     }
-                },
+                }
                 ConnectionState::PeerClosed => {
                     *eof = true;
                     None

@@ -9,7 +9,6 @@
 //! another node, or too many handed over while the client was slow). A seq is pushed at most
 //! once per subscription, in order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -60,13 +59,55 @@ struct Follow {
     last: u64,
 }
 
+/// The queues a socket follows: a short list (most sockets follow a few), searched in order;
+/// smaller than a hash map for the idle sockets that are most of a relay's.
+#[derive(Default)]
+struct Follows(Vec<(QueueId, Follow)>);
+
+impl Follows {
+    fn get(&self, id: &QueueId) -> Option<&Follow> {
+        self.0.iter().find(|(q, _)| q == id).map(|(_, f)| f)
+    }
+
+    fn get_mut(&mut self, id: &QueueId) -> Option<&mut Follow> {
+        self.0.iter_mut().find(|(q, _)| q == id).map(|(_, f)| f)
+    }
+
+    fn contains_key(&self, id: &QueueId) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: QueueId, follow: Follow) {
+        match self.get_mut(&id) {
+            Some(old) => *old = follow,
+            None => self.0.push((id, follow)),
+        }
+    }
+
+    fn remove(&mut self, id: &QueueId) {
+        self.0.retain(|(q, _)| q != id);
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &QueueId> {
+        self.0.iter().map(|(q, _)| q)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 struct Session {
     state: AppState,
     /// The connection's rate limit and slot; held so the slot stays taken while the socket lives.
     conn: Option<Arc<ConnCtx>>,
     ws: WebSocket,
     mailbox: Arc<Mailbox>,
-    follows: HashMap<QueueId, Follow>,
+    follows: Follows,
 }
 
 /// Why the session loop stopped.
@@ -82,7 +123,7 @@ impl Session {
         tokio::pin!(idle_check);
         let mut checked = false;
         let mailbox = Arc::new(Mailbox::default());
-        let mut s = Self { state, conn, ws, mailbox, follows: HashMap::new() };
+        let mut s = Self { state, conn, ws, mailbox, follows: Follows::default() };
         loop {
             let step = tokio::select! {
                 () = &mut idle_check, if !checked => {
