@@ -177,6 +177,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_deploy_reads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/relay.toml");
+        let got = merge(RelayArgs::default(), &path).unwrap();
+        assert_eq!(got.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!((got.block_size, got.log_format.as_deref()), (Some(4096), Some("json")));
+    }
+
+    #[test]
     fn relative_paths_are_from_the_file() {
         let got = merged("data = \"state\"\n", RelayArgs::default()).unwrap();
         assert!(got.data.unwrap().ends_with("state"));
