@@ -32,6 +32,7 @@ use announce::Announcer;
 
 mod announce;
 mod listen;
+mod vacuum;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -114,7 +115,9 @@ impl PostgresStore {
         let (writer, rx) = WriterHandle::new();
         let hub = Arc::new(Hub::default());
         let announcer = Announcer::spawn(target.clone());
-        let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx, Arc::clone(&hub), announcer));
+        let deleted = vacuum::spawn(target.clone());
+        let after_commit = AfterCommit { hub: Arc::clone(&hub), announcer, deleted };
+        let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx, after_commit));
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
@@ -391,12 +394,35 @@ impl WriterConn {
 
 /// The writer task: take everything pending, apply it in one transaction, commit, answer.
 /// A lost connection fails the batch in hand, then the next batch reconnects.
+/// What the writer tells after each commit: this node's followers (the blocks), the other
+/// nodes (which queues), the vacuum task (how many rows went).
+struct AfterCommit {
+    hub: Arc<Hub>,
+    announcer: Announcer,
+    deleted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AfterCommit {
+    fn committed(&self, written: &[Committed], jobs: &[Job], results: &[Result<WriteDone, StoreError>]) {
+        self.hub.committed(written);
+        self.announcer.announce(news(written, jobs));
+        let gone: u64 = results
+            .iter()
+            .map(|r| match r {
+                Ok(WriteDone::Acked(n)) => *n,
+                Ok(WriteDone::Purged(p)) => p.blocks,
+                _ => 0,
+            })
+            .sum();
+        self.deleted.fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn writer_task(
     mut conn: WriterConn,
     target: Target,
     mut rx: mpsc::Receiver<Command>,
-    hub: Arc<Hub>,
-    announcer: Announcer,
+    after: AfterCommit,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::drain(first, &mut rx);
@@ -409,9 +435,8 @@ async fn writer_task(
             }
             let mut written = Vec::new();
             let results = apply(&mut conn, &mut batch.jobs, &mut written).await;
-            if results.is_ok() {
-                hub.committed(&written);
-                announcer.announce(news(&written, &batch.jobs));
+            if let Ok(results) = &results {
+                after.committed(&written, &batch.jobs, results);
             }
             Batch::answer(batch.jobs, results);
         }
