@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a relay (a neutral host) that stores and forwards sealed blocks.
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Create this party: keys and an encrypted store.
     Init {
         /// Your name as contacts will see it.

@@ -14,7 +14,8 @@ use crate::output::say;
 
 pub use settings::check_log_format;
 
-pub async fn run(args: RelayArgs) -> Result<()> {
+pub async fn run(args: Box<RelayArgs>) -> Result<()> {
+    let args = *args;
     let args = match args.config.clone() {
         Some(path) => settings::merge(args, &path)?,
         None => args,
