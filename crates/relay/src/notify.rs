@@ -84,10 +84,18 @@ impl Mailbox {
     }
 }
 
+/// The sessions following one queue on this node, and the highest seq of it they were handed
+/// or read.
+#[derive(Debug, Default)]
+struct Followed {
+    mailboxes: Vec<Weak<Mailbox>>,
+    seen: u64,
+}
+
 /// Which sessions follow which queue, on this node.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
-    queues: Mutex<HashMap<QueueId, Vec<Weak<Mailbox>>>>,
+    queues: Mutex<HashMap<QueueId, Followed>>,
 }
 
 impl Hub {
@@ -95,7 +103,7 @@ impl Hub {
     /// store, so nothing committed after the read goes unnoticed.
     pub fn follow(&self, recv_id: QueueId, mailbox: &Arc<Mailbox>) {
         let mut queues = self.lock();
-        let list = queues.entry(recv_id).or_default();
+        let list = &mut queues.entry(recv_id).or_default().mailboxes;
         list.retain(|m| m.strong_count() > 0);
         if !list.iter().any(|m| std::ptr::eq(m.as_ptr(), Arc::as_ptr(mailbox))) {
             list.push(Arc::downgrade(mailbox));
@@ -105,9 +113,9 @@ impl Hub {
     /// Stops handing `recv_id` to `mailbox`.
     pub fn unfollow(&self, recv_id: &QueueId, mailbox: &Arc<Mailbox>) {
         let mut queues = self.lock();
-        if let Some(list) = queues.get_mut(recv_id) {
-            list.retain(|m| m.strong_count() > 0 && !std::ptr::eq(m.as_ptr(), Arc::as_ptr(mailbox)));
-            if list.is_empty() {
+        if let Some(f) = queues.get_mut(recv_id) {
+            f.mailboxes.retain(|m| m.strong_count() > 0 && !std::ptr::eq(m.as_ptr(), Arc::as_ptr(mailbox)));
+            if f.mailboxes.is_empty() {
                 queues.remove(recv_id);
             }
         }
@@ -115,19 +123,33 @@ impl Hub {
 
     /// Hands blocks committed here, in commit order, to their followers.
     pub fn committed(&self, blocks: &[Committed]) {
-        let queues = self.lock();
+        let mut queues = self.lock();
         for c in blocks {
-            for mailbox in queues.get(&c.recv_id).into_iter().flatten().filter_map(Weak::upgrade) {
+            let Some(f) = queues.get_mut(&c.recv_id) else { continue };
+            f.seen = f.seen.max(c.seq);
+            for mailbox in f.mailboxes.iter().filter_map(Weak::upgrade) {
                 mailbox.block(c);
             }
         }
+    }
+
+    /// A session read `recv_id` from the store, whose last seq was then `latest`.
+    pub fn saw(&self, recv_id: &QueueId, latest: u64) {
+        if let Some(f) = self.lock().get_mut(recv_id) {
+            f.seen = f.seen.max(latest);
+        }
+    }
+
+    /// Every followed queue with the highest seq its followers were handed or read.
+    pub fn followed(&self) -> Vec<(QueueId, u64)> {
+        self.lock().iter().map(|(id, f)| (*id, f.seen)).collect()
     }
 
     /// Tells the followers of `recv_id` to read the store again (a block committed through
     /// another node, or the queue deleted).
     pub fn wake(&self, recv_id: &QueueId) {
         let queues = self.lock();
-        for mailbox in queues.get(recv_id).into_iter().flatten().filter_map(Weak::upgrade) {
+        for mailbox in queues.get(recv_id).into_iter().flat_map(|f| &f.mailboxes).filter_map(Weak::upgrade) {
             mailbox.reread(*recv_id);
         }
     }
@@ -135,8 +157,8 @@ impl Hub {
     /// Tells every follower to read the store again (wake-ups may have been missed).
     pub fn wake_all(&self) {
         let queues = self.lock();
-        for (recv_id, list) in queues.iter() {
-            for mailbox in list.iter().filter_map(Weak::upgrade) {
+        for (recv_id, f) in queues.iter() {
+            for mailbox in f.mailboxes.iter().filter_map(Weak::upgrade) {
                 mailbox.reread(*recv_id);
             }
         }
@@ -144,13 +166,13 @@ impl Hub {
 
     /// Drops entries of sessions that are gone (called by the periodic purge).
     pub fn prune(&self) {
-        self.lock().retain(|_, list| {
-            list.retain(|m| m.strong_count() > 0);
-            !list.is_empty()
+        self.lock().retain(|_, f| {
+            f.mailboxes.retain(|m| m.strong_count() > 0);
+            !f.mailboxes.is_empty()
         });
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<QueueId, Vec<Weak<Mailbox>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<QueueId, Followed>> {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -197,6 +219,19 @@ mod tests {
         let mail = m.take();
         assert_eq!(mail.blocks.len(), MAILBOX_BLOCKS);
         assert_eq!(mail.reread, vec![a]);
+    }
+
+    #[test]
+    fn remembers_the_highest_seq_handed_over_or_read() {
+        let hub = Hub::default();
+        let a = QueueId([1; 16]);
+        let m = Arc::new(Mailbox::default());
+        hub.follow(a, &m);
+        hub.committed(&[block(a, 4)]);
+        hub.saw(&a, 3);
+        assert_eq!(hub.followed(), vec![(a, 4)]);
+        hub.saw(&a, 9);
+        assert_eq!(hub.followed(), vec![(a, 9)]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
-use backchannel_wire::{ApiError, RelayAddress};
+use backchannel_wire::{ApiError, QueueId, RelayAddress};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -75,6 +75,9 @@ async fn serve(
     let purge = tokio::spawn(purge_loop(state.clone()));
     let scrapes = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
     let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
+    // With several nodes, a wake-up dies with a node killed between its commit and its
+    // notification: once a second, compare the followed queues with the store.
+    let sweep = state.store.wakes_are_shared().then(|| tokio::spawn(sweep_loop(state.clone())));
     // Every connection holds a clone; when all are gone, `recv` returns `None`.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let acceptor = Acceptor { tls, router: routes::router(state.clone()), state, alive };
@@ -88,12 +91,15 @@ async fn serve(
     if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; leaving them");
     }
-    for task in std::iter::once(purge).chain(wakes).chain(scrapes) {
+    for task in std::iter::once(purge).chain(wakes).chain(scrapes).chain(sweep) {
         task.abort();
         let _ = task.await;
     }
     result
 }
+
+/// How often a node sharing its store compares its followers with the store.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the accept loop hands each connection.
 struct Acceptor {
@@ -239,6 +245,32 @@ async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, hub: Arc<Hub>) {
         match wake {
             Wake::Queue(recv_id) => hub.wake(&recv_id),
             Wake::All => hub.wake_all(),
+        }
+    }
+}
+
+/// Once a second: wakes the followers of any queue whose last seq in the store is past the
+/// highest they were handed or read (one query for all followed queues of this node).
+async fn sweep_loop(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = state.stopping.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stopping) => return,
+        }
+        let followed = state.hub.followed();
+        if followed.is_empty() {
+            continue;
+        }
+        let ids: Vec<QueueId> = followed.iter().map(|(id, _)| *id).collect();
+        let Ok(Some(latest)) = state.store.latest_seqs(&ids).await else { continue };
+        let seen: std::collections::HashMap<QueueId, u64> = followed.into_iter().collect();
+        for (id, last) in latest {
+            if seen.get(&id).is_some_and(|s| last > *s) {
+                state.hub.wake(&id);
+            }
         }
     }
 }

@@ -204,14 +204,15 @@ impl Session {
         let fetched = match Box::pin(self.state.store.fetch(recv_id, hash, 0, MAX_BATCH)).await {
             Ok(fetched) => fetched,
             Err(err) => {
-                if !self.follows.contains_key(&recv_id) {
-                    self.state.hub.unfollow(&recv_id, &self.mailbox);
-                }
+                self.state.hub.unfollow(&recv_id, &self.mailbox);
                 self.follows.remove(&recv_id);
                 return self.queue_error(recv_id, err).await;
             }
         };
         refresh_if_idle(&self.state, recv_id, fetched.touched_at);
+        if let Some(latest) = fetched.latest {
+            self.state.hub.saw(&recv_id, latest);
+        }
         self.follows.insert(recv_id, Follow { hash, last: 0 });
         self.send_text(&WsServerMessage::Subscribed { recv_id }).await?;
         self.push_read(recv_id, fetched.items).await
@@ -277,7 +278,12 @@ impl Session {
     async fn reread(&mut self, recv_id: QueueId) -> Result<(), Closed> {
         let Some(follow) = self.follows.get(&recv_id) else { return Ok(()) };
         match Box::pin(self.state.store.fetch(recv_id, follow.hash, follow.last, MAX_BATCH)).await {
-            Ok(fetched) => self.push_read(recv_id, fetched.items).await,
+            Ok(fetched) => {
+                if let Some(latest) = fetched.latest {
+                    self.state.hub.saw(&recv_id, latest);
+                }
+                self.push_read(recv_id, fetched.items).await
+            }
             Err(err) => {
                 // The queue was deleted (or the store failed): this follower stops.
                 self.follows.remove(&recv_id);

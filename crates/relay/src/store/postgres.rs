@@ -171,6 +171,7 @@ impl PostgresStore {
             return Err(StoreError::NotAuthorized);
         }
         let touched_at = to_u64(first.get(1));
+        let latest = Some(to_u64(first.get::<_, i64>(4)).saturating_sub(1));
         let items = rows
             .iter()
             .filter_map(|r| {
@@ -180,7 +181,18 @@ impl PostgresStore {
                 })
             })
             .collect();
-        Ok(Fetched { items, touched_at })
+        Ok(Fetched { items, touched_at, latest })
+    }
+
+    /// The last seq each queue assigned (queues that no longer exist are left out).
+    pub(crate) async fn latest_seqs(&self, ids: &[QueueId]) -> Result<Vec<(QueueId, u64)>, StoreError> {
+        let reader = self.reader().await?;
+        let raw: Vec<&[u8]> = ids.iter().map(|id| id.0.as_slice()).collect();
+        let rows = reader
+            .client
+            .query("SELECT recv_id, next_seq - 1 FROM queues WHERE recv_id = ANY($1)", &[&raw])
+            .await?;
+        rows.iter().map(|r| Ok((QueueId(fixed(r.get::<_, &[u8]>(0))?), to_u64(r.get(1))))).collect()
     }
 
     pub(crate) async fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -293,7 +305,7 @@ impl Reader {
         let client = target.connect().await?;
         let fetch = client
             .prepare(
-                "SELECT q.recv_hash, q.touched_at, b.seq, b.data FROM queues q
+                "SELECT q.recv_hash, q.touched_at, b.seq, b.data, q.next_seq FROM queues q
                  LEFT JOIN LATERAL (SELECT seq, data FROM blocks WHERE queue = q.id AND seq > $2
                                     ORDER BY seq LIMIT $3) b ON true
                  WHERE q.recv_id = $1 ORDER BY b.seq",

@@ -442,7 +442,7 @@ fn fetch(
             Ok(Delivered { seq: to_u64(r.get(0)?), block: r.get(1)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Fetched { items, touched_at })
+    Ok(Fetched { items, touched_at, latest: None })
 }
 
 fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {
