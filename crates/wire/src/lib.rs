@@ -18,7 +18,7 @@ mod api;
 pub mod codec;
 mod ids;
 
-pub use address::{AddressError, RelayAddress};
+pub use address::{AddressError, MAX_FINGERPRINTS, MAX_NODES, RelayAddress, RelayNode};
 pub use api::{
     AckRequest, ApiError, ApiErrorBody, CreateQueueRequest, CreateQueueResponse, Delivered, FetchResponse,
     SendBatch, SendItem, SendOutcome, SendResponse, WsClientMessage, WsServerMessage, ws_delivery_decode,
