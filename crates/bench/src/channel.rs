@@ -51,7 +51,7 @@ async fn fanout(
     let creator = Engine::init(&dir.join("creator"), &pass, "Creator", "Chair", EngineConfig::default())?;
     let mut members = Vec::new();
     for i in 1..MAX_MEMBERS {
-        let invitation = creator.invite(relay.address(), 3600).await?;
+        let invitation = creator.invite(std::slice::from_ref(relay.address()), 3600).await?;
         let member = Engine::init(
             &dir.join(format!("m{i}")),
             &pass,
@@ -59,12 +59,12 @@ async fn fanout(
             &format!("Side {i}"),
             EngineConfig::default(),
         )?;
-        member.accept(&invitation).await?;
+        member.accept(&invitation, &[]).await?;
         members.push(member);
     }
     creator.sync_once().await?;
     ensure!(creator.contacts()?.len() == MAX_MEMBERS - 1, "not every member's answer arrived");
-    creator.channel_create("plenary", Mode::Direct, Role::Principal, None)?;
+    creator.channel_create("plenary", Mode::Direct, Role::Principal, None, None)?;
     for i in 1..MAX_MEMBERS {
         creator.channel_add("plenary", &format!("M{i}"), Role::Principal).await?;
     }

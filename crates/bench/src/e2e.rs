@@ -90,8 +90,8 @@ async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measur
     let pass = Passphrase::new("bench passphrase, not secret".into());
     let alice = Engine::init(&dir.join("alice"), &pass, "Alice", "Delegation A", EngineConfig::default())?;
     let bao = Engine::init(&dir.join("bao"), &pass, "Bao", "Delegation B", EngineConfig::default())?;
-    let invitation = alice.invite(relay.address(), 3600).await?;
-    bao.accept(&invitation).await?;
+    let invitation = alice.invite(std::slice::from_ref(relay.address()), 3600).await?;
+    bao.accept(&invitation, &[]).await?;
     alice.sync_once().await?;
     let origin = Instant::now();
     let (tx, rx) = mpsc::unbounded_channel();

@@ -23,8 +23,8 @@ pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
     let pass = Passphrase::new("bench passphrase, not secret".into());
     let alice = Engine::init(&dir.path().join("alice"), &pass, "Alice", "A", EngineConfig::default())?;
     let bao = Engine::init(&dir.path().join("bao"), &pass, "Bao", "B", EngineConfig::default())?;
-    let invitation = alice.invite(relay.address(), 3600).await?;
-    bao.accept(&invitation).await?;
+    let invitation = alice.invite(std::slice::from_ref(relay.address()), 3600).await?;
+    bao.accept(&invitation, &[]).await?;
     alice.sync_once().await?;
 
     let mut updates = bao.subscribe();

@@ -49,10 +49,10 @@ async fn single_runs(report: &mut Report, dir: &Path, relay: &RunningRelay, runs
     let pass = Passphrase::new("bench passphrase".into());
     let alice = Engine::init(&dir.join("alice"), &pass, "Alice", "Delegation A", EngineConfig::default())?;
     let bao = Engine::init(&dir.join("bao"), &pass, "Bao", "Delegation B", EngineConfig::default())?;
-    let invitation = alice.invite(relay.address(), 3600).await?;
-    bao.accept(&invitation).await?;
+    let invitation = alice.invite(std::slice::from_ref(relay.address()), 3600).await?;
+    bao.accept(&invitation, &[]).await?;
     alice.sync_once().await?;
-    alice.channel_create("talks", Mode::Direct, Role::Principal, None)?;
+    alice.channel_create("talks", Mode::Direct, Role::Principal, None, None)?;
     alice.channel_add("talks", "Bao", Role::Principal).await?;
     alice.flush().await?;
     bao.sync_once().await?;

@@ -48,9 +48,10 @@ pub enum Command {
     },
     /// Print a one-time invitation for someone to become your contact.
     Invite {
-        /// The relay's address, as it printed it (bcr://HOST:PORT#FINGERPRINT).
-        #[arg(long, value_name = "ADDRESS")]
-        relay: String,
+        /// A relay's address, as it printed it (bcr://HOST:PORT#FINGERPRINT). Give it again
+        /// for more hosts (up to 8): the contact is then reached over all of them at once.
+        #[arg(long, value_name = "ADDRESS", required = true)]
+        relay: Vec<String>,
         /// How long the invitation stays valid: e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires: String,
@@ -59,6 +60,15 @@ pub enum Command {
     Accept {
         #[arg(value_name = "TEXT")]
         text: String,
+        /// The hosts of your inboxes for this contact (default: the invitation's hosts).
+        #[arg(long, value_name = "ADDRESS")]
+        relay: Vec<String>,
+    },
+    /// One contact's routes (the hosts between you): list them, add a host, leave one.
+    Contact {
+        name: String,
+        #[command(subcommand)]
+        cmd: ContactCmd,
     },
     /// List your contacts and their safety numbers.
     Contacts {
@@ -187,6 +197,16 @@ pub enum ChannelCmd {
         /// How long notes are kept in the exploratory phase (e.g. 7d, 12h).
         #[arg(long, value_name = "DURATION")]
         retention: Option<String>,
+        /// A hotline: flash priority, receipts awaited and notes sent again until confirmed,
+        /// heartbeats on every route, path tests; route states shown to every member.
+        #[arg(long)]
+        hotline: bool,
+        /// A hotline's heartbeat interval (default 10s; a route is down after 3 missed).
+        #[arg(long, value_name = "DURATION", requires = "hotline")]
+        heartbeat: Option<String>,
+        /// How often a hotline tests every route end to end (default 1h).
+        #[arg(long, value_name = "DURATION", requires = "hotline")]
+        path_test: Option<String>,
     },
     /// Add a contact to a channel you created.
     Add {
@@ -252,6 +272,27 @@ pub enum AgreementCmd {
         /// Also check each seal against your contacts' (needs your store and passphrase).
         #[arg(long)]
         contacts: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContactCmd {
+    /// List the routes: yours (in) and theirs (out), each with its state.
+    Relays {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a host: a fresh inbox of yours there, announced to the contact over your session
+    /// (it is asked to add one there too). No new invitation needed.
+    AddRelay {
+        #[arg(value_name = "ADDRESS")]
+        relay: String,
+    },
+    /// Leave a host: your inbox there is deleted once the contact confirms, and the contact
+    /// is asked to leave it too. Works while that host is down.
+    DropRelay {
+        #[arg(value_name = "ADDRESS")]
+        relay: String,
     },
 }
 

@@ -90,9 +90,9 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
 
     say("\n== Omar knows both sides; the sides have never met. Each side accepts his invitation")?;
     for side in ["Alice", "Bao"] {
-        let invitation = cast.omar.invite(relay.address(), 24 * 3600).await?;
+        let invitation = cast.omar.invite(std::slice::from_ref(relay.address()), 24 * 3600).await?;
         let party = if side == "Alice" { &mut cast.alice } else { &mut cast.bao };
-        let (omar, _) = party.accept(&invitation).await?;
+        let (omar, _) = party.accept(&invitation, &[]).await?;
         party.verify("Omar")?;
         say(format!("   {side} accepted; safety number with Omar {}", omar.safety_number))?;
     }
@@ -132,7 +132,7 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
 /// Shuttle: the sides talk only to Omar; what he passes on is marked as relayed by him.
 async fn shuttle(cast: &mut Cast) -> Result<()> {
     say("\n== Omar opens a shuttle channel: each side talks only to him")?;
-    cast.omar.channel_create("muscat", Mode::Shuttle, Role::Intermediary, None)?;
+    cast.omar.channel_create("muscat", Mode::Shuttle, Role::Intermediary, None, None)?;
     cast.omar.channel_add("muscat", "Alice", Role::Principal).await?;
     cast.omar.channel_add("muscat", "Bao", Role::Principal).await?;
     cast.settle().await?;
@@ -163,7 +163,7 @@ fn entry_number(party: &Engine, channel: &str, wanted: &str) -> Result<usize> {
 /// The sides move to a direct channel: Omar introduces them; they check safety numbers.
 async fn direct(cast: &mut Cast) -> Result<()> {
     say("\n== The sides agree to talk directly: Omar opens a direct channel and introduces them")?;
-    cast.omar.channel_create("framework", Mode::Direct, Role::Intermediary, None)?;
+    cast.omar.channel_create("framework", Mode::Direct, Role::Intermediary, None, None)?;
     cast.omar.channel_add("framework", "Alice", Role::Principal).await?;
     cast.omar.channel_add("framework", "Bao", Role::Principal).await?;
     cast.settle().await?;

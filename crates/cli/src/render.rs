@@ -4,8 +4,9 @@
 //! terminal, reverse text or pass for another line.
 
 use backchannel_client::{
-    AbortReason, ChannelEvent, ChannelView, ClientError, ContactView, DeclinedBy, Entry, EntryView, Event,
-    MessageFault, Mode, PeerReason, Phase, ProbeEvent, ProbeStatus, ProbeView, Role, Update, Why,
+    AbortReason, ChannelEvent, ChannelView, ClientError, ContactView, DeclinedBy, DeliveryStatus,
+    DeliveryView, Direction, Entry, EntryView, Event, MessageFault, Mode, PeerReason, Phase, ProbeEvent,
+    ProbeStatus, ProbeView, Role, RouteNote, RouteState, RouteView, Update, Why,
 };
 use backchannel_redline::{MayAsk, ProbeKind, ProbeResult, ProbeTerms};
 
@@ -73,7 +74,36 @@ pub fn ranges(r: &[(u64, u64)]) -> String {
 
 pub fn contact(c: &ContactView) -> String {
     let mark = if c.verified { "verified" } else { "NOT verified" };
-    format!("{} ({})  safety number {}  [{mark}]", peer(&c.name), peer(&c.side), c.safety_number)
+    let down = c.routes.iter().filter(|r| r.state == RouteState::Down).count();
+    let hosts = match (c.routes.len(), down) {
+        (0, _) => String::new(),
+        (n, 0) => format!("  {n} route(s)"),
+        (n, d) => format!("  {n} route(s), {d} DOWN"),
+    };
+    format!("{} ({})  safety number {}  [{mark}]{hosts}", peer(&c.name), peer(&c.side), c.safety_number)
+}
+
+/// One route, as `contact NAME relays` lists it.
+pub fn route(r: &RouteView) -> String {
+    let way = match r.direction {
+        Direction::In => "in ",
+        Direction::Out => "out",
+    };
+    let state = match r.state {
+        RouteState::Up => "up",
+        RouteState::Down => "DOWN",
+        RouteState::Unknown => "unknown",
+    };
+    let heard =
+        r.last_heard_ms.map_or_else(|| "never heard".to_owned(), |at| format!("last heard {}", time(at)));
+    let note = match r.note {
+        Some(RouteNote::Leaving) => "  (leaving: deleted once the contact confirms)",
+        Some(RouteNote::NeedsAllow) => "  (waiting for you: `backchannel relays allow` it to use it)",
+        None => "",
+    };
+    let rtt = r.rtt_ms.map(|ms| format!("  path test {ms} ms")).unwrap_or_default();
+    let why = r.detail.as_deref().map(|d| format!("  ({})", peer(d))).unwrap_or_default();
+    format!("{way} {}  {state}  {heard}{rtt}{why}{note}", peer(&r.relay))
 }
 
 pub fn role(role: Role) -> &'static str {
@@ -115,7 +145,11 @@ pub fn entry(e: &EntryView) -> String {
                 }
                 None => format!("{} {arrow} {}{number}: ", time(*sent_at), peer(from)),
             };
-            note_lines(&head, from, text)
+            let lines = note_lines(&head, from, text);
+            match &e.delivery {
+                Some(d) => format!("{lines}\n{}", delivery(d)),
+                None => lines,
+            }
         }
         Entry::Channel { what, at } => format!("{} * {}", time(*at), channel_event(what)),
         Entry::Legacy { text, at } => format!("{} * {}", time(*at), peer(text)),
@@ -136,6 +170,29 @@ pub fn entry(e: &EntryView) -> String {
         }
         Entry::Joined { from, at, .. } => format!("{} * session with {} established", time(*at), peer(from)),
     }
+}
+
+/// The line under a note of ours: how its delivery goes.
+fn delivery(d: &DeliveryView) -> String {
+    let word = |s: DeliveryStatus| match s {
+        DeliveryStatus::Queued => "queued",
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::NotConfirmed => "NOT CONFIRMED",
+    };
+    let hosts = match d.hosts.is_empty() {
+        true => String::new(),
+        false => format!(" (stored by {})", d.hosts.iter().map(|h| peer(h)).collect::<Vec<_>>().join(", ")),
+    };
+    let each = match d.recipients.len() {
+        0 | 1 => String::new(),
+        _ => {
+            let list: Vec<String> =
+                d.recipients.iter().map(|r| format!("{} {}", peer(&r.name), word(r.status))).collect();
+            format!(": {}", list.join(", "))
+        }
+    };
+    format!("    [{}{hosts}{each}]", word(d.status))
 }
 
 fn rejection(why: Option<&Why>, detail: Option<&str>) -> String {
@@ -211,6 +268,18 @@ pub fn update(u: &Update) -> Option<(String, bool)> {
             ))
         }
         Update::Trouble { error: e } => Some((format!("warning: {}", error(e)), false)),
+        Update::Route { contact, relay, direction, state } => {
+            let way = match direction {
+                Direction::In => "from",
+                Direction::Out => "to",
+            };
+            let state = match state {
+                RouteState::Up => "up",
+                RouteState::Down => "DOWN",
+                RouteState::Unknown => "unknown",
+            };
+            Some((format!("! route {way} {} via {}: {state}", peer(contact), peer(relay)), true))
+        }
     }
 }
 
@@ -630,6 +699,28 @@ pub fn refusal(why: &Why) -> String {
         W::QueueGone { .. } => {
             "not delivered: the relay no longer has this contact's queue (expired or deleted); exchange a new invitation".into()
         }
+        W::InvitationUsed { name } => format!(
+            "the invitation from {} was already used by someone else (or withdrawn): ask them for a new one",
+            p(name)
+        ),
+        W::RouteNeedsAllow { name, relay } => format!(
+            "{} asks to be reached through host {}, which you do not use; it is not used until you run `backchannel relays allow {}`",
+            p(name),
+            p(relay),
+            p(relay)
+        ),
+        W::RouteRefused { name, relay } => format!(
+            "host {} refused the route to {} (its queue is not there); the other routes carry on",
+            p(relay),
+            p(name)
+        ),
+        W::LastRoute { name, relay } => format!(
+            "{} is the only host between you and {}: add another first (`backchannel contact {} add-relay ADDRESS`)",
+            p(relay),
+            p(name),
+            p(name)
+        ),
+        W::NoRouteThere { name, relay } => format!("you have no inbox for {} on host {}", p(name), p(relay)),
         W::TooLargeForRoute { name, len, block_size } => format!(
             "a message of {len} bytes was not sent to {}: it does not fit the {block_size}-byte blocks of their relay",
             p(name)
@@ -703,6 +794,9 @@ pub fn error(e: &ClientError) -> String {
         ),
         E::Refused { why } => refusal(why),
         E::InvitationReused => "this invitation was already accepted; ask for a new one".into(),
+        E::InvitationUsed => {
+            "this invitation was already used by someone else (its host no longer has its queue); ask for a new one".into()
+        }
         E::OwnInvitation => "you cannot accept your own invitation".into(),
         E::RelayUnreachable { relay, why } => {
             format!("relay {relay} unreachable: {why}. Nothing is lost; try again later")

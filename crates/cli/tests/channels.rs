@@ -973,15 +973,15 @@ mod library {
             let omar = engine(&tmp.path().join("omar"), "Omar", "Oman");
             let alice = engine(&tmp.path().join("alice"), "Alice", "Delegation A");
             let bao = engine(&tmp.path().join("bao"), "Bao", "Delegation B");
-            let invitation = omar.invite(second.address(), 3600).await.unwrap();
-            alice.accept(&invitation).await.unwrap();
-            let invitation = omar.invite(first.address(), 3600).await.unwrap();
-            bao.accept(&invitation).await.unwrap();
+            let invitation = omar.invite(std::slice::from_ref(second.address()), 3600).await.unwrap();
+            alice.accept(&invitation, &[]).await.unwrap();
+            let invitation = omar.invite(std::slice::from_ref(first.address()), 3600).await.unwrap();
+            bao.accept(&invitation, &[]).await.unwrap();
             omar.sync_once().await.unwrap();
             // Alice uses only the second relay; the introduction to Bao asks her to connect
             // to the first, which peers cannot make her do without her leave.
             alice.allow_relay(first.address()).unwrap();
-            omar.channel_create("talks", Mode::Direct, Role::Intermediary, None).unwrap();
+            omar.channel_create("talks", Mode::Direct, Role::Intermediary, None, None).unwrap();
             omar.channel_add("talks", "Alice", Role::Principal).await.unwrap();
             omar.channel_add("talks", "Bao", Role::Principal).await.unwrap();
             settle(&[&omar, &alice, &bao]).await;
@@ -1112,7 +1112,7 @@ mod library {
         let mut w = World::new().await;
         // Alice and Bao are contacts now (talks introduced them): a second channel needs no
         // introduction, so Bao can write the moment it hears it was added.
-        w.omar.channel_create("second", Mode::Direct, Role::Intermediary, None).unwrap();
+        w.omar.channel_create("second", Mode::Direct, Role::Intermediary, None, None).unwrap();
         w.omar.channel_add("second", "Alice", Role::Principal).await.unwrap();
         w.alice.sync_once().await.unwrap();
         w.omar.channel_add("second", "Bao", Role::Principal).await.unwrap();

@@ -106,16 +106,16 @@ async fn the_running_engine_expires_notes_and_invitations_as_sync_does() {
     };
     let omar = Engine::init(&tmp.path().join("omar"), &pass(), "Omar", "Oman", config.clone()).unwrap();
     let alice = Engine::init(&tmp.path().join("alice"), &pass(), "Alice", "A", config.clone()).unwrap();
-    let invitation = omar.invite(relay.address(), 3600).await.unwrap();
-    alice.accept(&invitation).await.unwrap();
+    let invitation = omar.invite(std::slice::from_ref(relay.address()), 3600).await.unwrap();
+    alice.accept(&invitation, &[]).await.unwrap();
     omar.sync_once().await.unwrap();
-    omar.channel_create("brief", Mode::Direct, Role::Principal, Some(1)).unwrap();
+    omar.channel_create("brief", Mode::Direct, Role::Principal, Some(1), None).unwrap();
     omar.channel_add("brief", "Alice", Role::Principal).await.unwrap();
     alice.sync_once().await.unwrap();
     omar.send("brief", "this should not outlive the meeting", &[]).await.unwrap();
     alice.sync_once().await.unwrap();
     // An invitation that expires in a second, never answered.
-    alice.invite(relay.address(), 1).await.unwrap();
+    alice.invite(std::slice::from_ref(relay.address()), 1).await.unwrap();
     assert_eq!(alice.pending_invitations().unwrap().len(), 1);
     let notes = timeline_rows(&tmp.path().join("alice"));
     // Real time must pass the 1 s retention and the invitation's expiry.

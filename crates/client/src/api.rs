@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
 use crate::engine::{
-    CardRecord, ContactView, Core, Driver, Fanout, FlushReport, IdentityRecord, QueuedView, Shared,
-    SyncReport, Update,
+    CardRecord, ContactView, Core, DeliveryView, Driver, Fanout, FlushReport, IdentityRecord, QueuedView,
+    RouteView, Shared, SyncReport, Update,
 };
 use crate::error::{ClientError, Result};
 use crate::home::HomeLock;
@@ -40,6 +40,10 @@ pub struct EntryView {
     /// For a gap: the numbers in it that have still not arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub still_missing: Option<Vec<(u64, u64)>>,
+    /// For a note of ours: how its delivery goes (`status`, the hosts that stored it, and
+    /// each recipient's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
 }
 
 /// What a command that sends did: what it took in first (when the engine is not running,
@@ -159,7 +163,11 @@ impl Engine {
 
     pub fn contacts(&self) -> Result<Vec<ContactView>> {
         let me = self.me();
-        self.shared.read(|_, contacts| Ok(contacts.iter().map(|(_, c)| ContactView::new(&me, c)).collect()))
+        let beats = self.shared.beats()?;
+        let now = crate::engine::now_ms();
+        self.shared.read(|_, contacts| {
+            Ok(contacts.iter().map(|(id, c)| ContactView::new(&me, c, now, beats.get(id).copied())).collect())
+        })
     }
 
     /// Every contact's seal key, with its `NAME (SIDE)`: for checking an agreement's seals.
@@ -181,18 +189,21 @@ impl Engine {
             contact.verified = true;
             b.touch(&id);
             let record = b.contacts.get(&id).ok_or(ClientError::UnknownContact { name: name.to_owned() })?;
-            Ok(ContactView::new(b.me, record))
+            Ok(ContactView::new(b.me, record, b.now_ms, None))
         })
     }
 
-    /// Makes a one-time invitation valid for `ttl_secs`, with a fresh queue on `relay`.
-    pub async fn invite(&self, relay: &RelayAddress, ttl_secs: u64) -> Result<String> {
-        self.shared.invite(relay, ttl_secs).await
+    /// Makes a one-time invitation valid for `ttl_secs`, with a fresh queue on each of
+    /// `relays` (one to eight hosts; the contact is then reached over all of them).
+    pub async fn invite(&self, relays: &[RelayAddress], ttl_secs: u64) -> Result<String> {
+        self.shared.invite(relays, ttl_secs).await
     }
 
-    /// Accepts an invitation; the Hello goes out at once if the relay answers.
-    pub async fn accept(&self, text: &str) -> Result<(ContactView, Delivery)> {
-        let view = self.shared.accept(text).await?;
+    /// Accepts an invitation, with our inboxes on `relays` (none: the invitation's hosts).
+    /// The Hello goes out at once over every route of the invitation; if every one of them
+    /// is gone, the invitation was already used ([`ClientError::InvitationUsed`]).
+    pub async fn accept(&self, text: &str, relays: &[RelayAddress]) -> Result<(ContactView, Delivery)> {
+        let view = self.shared.accept(text, relays).await?;
         Ok((view, self.deliver(None).await?))
     }
 
@@ -213,9 +224,19 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        let now = crate::engine::now_ms();
         self.shared.read(|tx, contacts| {
-            let entries: Vec<Entry> = tx.timeline(&key)?;
-            Ok(entries.into_iter().map(|e| view(contacts, e, direct.as_deref())).collect())
+            let entries: Vec<(i64, Entry)> = tx.timeline_numbered(&key)?;
+            entries
+                .into_iter()
+                .map(|(n, e)| {
+                    let mut v = view(contacts, e, direct.as_deref());
+                    if matches!(v.entry, Entry::Note { outgoing: true, .. }) {
+                        v.delivery = crate::engine::delivery_view(tx, contacts, n, now)?;
+                    }
+                    Ok(v)
+                })
+                .collect()
         })
     }
 
@@ -261,20 +282,14 @@ impl Engine {
             let id = b.contacts.find(name)?;
             let ctx = b.ctx();
             for text in texts {
-                let Some(seq) = b.seal_for(
-                    &id,
-                    ChannelId::DIRECT,
-                    backchannel_proto::message::Kind::Note,
-                    text.as_bytes(),
-                )?
-                else {
+                let note = backchannel_proto::message::Kind::Note;
+                let Some(sealed) = b.seal_for(&id, ChannelId::DIRECT, note, text.as_bytes())? else {
                     continue;
                 };
                 let name = b.contacts.get(&id).map(|c| c.card.name.clone()).unwrap_or_default();
-                let mut step = backchannel_party::Step::none();
                 let conversation = backchannel_party::event::Conversation::contact(&id, &name);
-                step.record(&conversation, backchannel_party::conversation::sent(&ctx, text, seq));
-                b.apply(step)?;
+                let entry = backchannel_party::conversation::sent(&ctx, text, sealed.seq);
+                b.record(&conversation, entry, &mut sealed.note.into_iter().collect())?;
             }
             Ok(())
         })
@@ -286,8 +301,9 @@ impl Engine {
         mode: Mode,
         role: Role,
         retention: Option<u64>,
+        hotline: Option<backchannel_proto::channel::Hotline>,
     ) -> Result<ChannelView> {
-        self.shared.batch(|b| b.channel_create(name, mode, role, retention))
+        self.shared.batch(|b| b.channel_create(name, mode, role, retention, hotline))
     }
 
     pub async fn channel_add(
@@ -440,8 +456,42 @@ impl Engine {
     }
 
     /// Allows connecting to `relay` for introductions (peers cannot pick our hosts otherwise).
+    /// Allows a host peers asked us to use (an introduction's, or a contact's new route).
     pub fn allow_relay(&self, relay: &RelayAddress) -> Result<()> {
-        self.shared.write(|tx, _| crate::engine::allow_relay(tx, &relay.to_string()))
+        self.shared.batch(|b| {
+            crate::engine::allow_relay(b.tx, &relay.to_string())?;
+            b.routes_allowed(&relay.to_string())
+        })?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// A contact's routes, both ways, with their states.
+    pub fn contact_routes(&self, name: &str) -> Result<Vec<RouteView>> {
+        let beats = self.shared.beats()?;
+        let now = crate::engine::now_ms();
+        self.shared.read(|_, contacts| {
+            let id = contacts.find(name)?;
+            let c = contacts.get(&id).ok_or(ClientError::UnknownContact { name: name.to_owned() })?;
+            Ok(crate::engine::route_views(c, now, beats.get(&id).copied()))
+        })
+    }
+
+    /// Adds a host between us and a contact: a fresh inbox of ours there, announced over the
+    /// session (the contact is asked to add one there too). Nothing needs a new invitation.
+    pub async fn add_relay(&self, name: &str, relay: &RelayAddress) -> Result<Vec<RouteView>> {
+        self.shared.add_relay(name, relay).await?;
+        self.deliver(None).await?;
+        self.contact_routes(name)
+    }
+
+    /// Leaves a host between us and a contact: our inbox there is no longer announced (and is
+    /// deleted once the contact confirms), and the contact is asked to leave it too. Works
+    /// while that host is down.
+    pub async fn drop_relay(&self, name: &str, relay: &RelayAddress) -> Result<Vec<RouteView>> {
+        self.shared.drop_relay(name, relay)?;
+        self.deliver(None).await?;
+        self.contact_routes(name)
     }
 }
 
@@ -470,5 +520,5 @@ fn view(contacts: &crate::engine::Contacts, entry: Entry, direct: Option<&str>) 
         }
         _ => None,
     };
-    EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing }
+    EntryView { open: still_missing.as_ref().map(|m| !m.is_empty()), entry, still_missing, delivery: None }
 }

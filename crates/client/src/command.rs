@@ -24,11 +24,13 @@ pub enum Command {
         name: String,
     },
     Invite {
-        relay: RelayAddress,
+        relays: Vec<RelayAddress>,
         ttl_secs: u64,
     },
     Accept {
         text: String,
+        #[serde(default)]
+        relays: Vec<RelayAddress>,
     },
     Send {
         name: String,
@@ -47,6 +49,8 @@ pub enum Command {
         mode: Mode,
         role: Role,
         retention_secs: Option<u64>,
+        #[serde(default)]
+        hotline: Option<backchannel_proto::channel::Hotline>,
     },
     ChannelAdd {
         name: String,
@@ -130,12 +134,25 @@ pub enum Command {
     AllowRelay {
         relay: RelayAddress,
     },
+    ContactRoutes {
+        name: String,
+    },
+    AddRelay {
+        name: String,
+        relay: RelayAddress,
+    },
+    DropRelay {
+        name: String,
+        relay: RelayAddress,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant, reason = "one reply per command, moved once to the caller")]
 pub enum Reply {
     Done,
+    Routes { routes: Vec<crate::RouteView> },
     Card { card: Card },
     Contacts { contacts: Vec<ContactView> },
     Contact { contact: ContactView, delivery: Option<Delivery> },
@@ -169,9 +186,11 @@ impl Engine {
             C::Contacts => Reply::Contacts { contacts: self.contacts()? },
             C::SealKeys => Reply::SealKeys { keys: self.seal_keys()? },
             C::Verify { name } => Reply::Contact { contact: self.verify(&name)?, delivery: None },
-            C::Invite { relay, ttl_secs } => Reply::Invitation { text: self.invite(&relay, ttl_secs).await? },
-            C::Accept { text } => {
-                let (contact, delivery) = self.accept(&text).await?;
+            C::Invite { relays, ttl_secs } => {
+                Reply::Invitation { text: self.invite(&relays, ttl_secs).await? }
+            }
+            C::Accept { text, relays } => {
+                let (contact, delivery) = self.accept(&text, &relays).await?;
                 Reply::Contact { contact, delivery: Some(delivery) }
             }
             C::Send { name, text, to } => {
@@ -181,8 +200,8 @@ impl Engine {
             C::Sync => Reply::Synced { report: self.sync_once().await? },
             C::Read { name } => Reply::Entries { entries: self.read(&name)? },
             C::IsChannel { name } => Reply::IsChannel { yes: self.is_channel(&name)? },
-            C::ChannelCreate { name, mode, role, retention_secs } => Reply::Channel {
-                channel: self.channel_create(&name, mode, role, retention_secs)?,
+            C::ChannelCreate { name, mode, role, retention_secs, hotline } => Reply::Channel {
+                channel: self.channel_create(&name, mode, role, retention_secs, hotline)?,
                 delivery: None,
             },
             C::ChannelAdd { name, contact, role } => {
@@ -254,6 +273,9 @@ impl Engine {
                 self.allow_relay(&relay)?;
                 Reply::Done
             }
+            C::ContactRoutes { name } => Reply::Routes { routes: self.contact_routes(&name)? },
+            C::AddRelay { name, relay } => Reply::Routes { routes: self.add_relay(&name, &relay).await? },
+            C::DropRelay { name, relay } => Reply::Routes { routes: self.drop_relay(&name, &relay).await? },
         })
     }
 }

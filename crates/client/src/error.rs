@@ -63,6 +63,8 @@ pub enum ClientError {
     Invitation { why: String },
     #[error("this invitation was already accepted")]
     InvitationReused,
+    #[error("this invitation was already used by someone else")]
+    InvitationUsed,
     #[error("you cannot accept your own invitation")]
     OwnInvitation,
     #[error("relay {relay} unreachable: {why}")]
@@ -104,7 +106,9 @@ impl ClientError {
             | E::UnknownName { .. }
             | E::UnknownChannel { .. }
             | E::NoOutboxItem { .. } => ErrorKind::NotFound,
-            E::AlreadyInitialized { .. } | E::InvitationReused | E::Agreement { .. } => ErrorKind::Conflict,
+            E::AlreadyInitialized { .. } | E::InvitationReused | E::InvitationUsed | E::Agreement { .. } => {
+                ErrorKind::Conflict
+            }
             E::Refused { why } => match why.kind() {
                 WhyKind::Input => ErrorKind::Input,
                 WhyKind::NotFound => ErrorKind::NotFound,

@@ -11,7 +11,7 @@
 //! let pass = Passphrase::new("correct horse".into());
 //! let alice = Engine::init("/tmp/alice".as_ref(), &pass, "Alice", "Delegation A", EngineConfig::default())?;
 //! let relay = "bcr://127.0.0.1:4443#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
-//! let invitation = alice.invite(&relay, 3600).await?;
+//! let invitation = alice.invite(&[relay], 3600).await?;
 //! let mut updates = alice.subscribe();
 //! # let _ = (invitation, updates.try_recv()); Ok(()) }
 //! ```
@@ -31,7 +31,10 @@ mod store;
 pub use api::{Delivery, Engine, EntryView, ProbeInputSpec};
 pub use command::{Command, Reply};
 pub use config::EngineConfig;
-pub use engine::{ContactView, Fanout, FlushReport, QueuedView, SyncReport, TaskTrouble, Update};
+pub use engine::{
+    ContactView, DeliveryStatus, DeliveryView, Direction, Fanout, FlushReport, QueuedView, RecipientView,
+    RouteNote, RouteState, RouteView, SyncReport, TaskTrouble, Update,
+};
 pub use error::{ClientError, ErrorKind, Result};
 pub use local::{Door, Remote, run_serving};
 pub use store::Passphrase;
@@ -48,7 +51,7 @@ pub use backchannel_party::{
     },
     why::{MessageFault, PeerReason},
 };
-pub use backchannel_proto::channel::{Mode, Phase, PhasePolicy, Role};
+pub use backchannel_proto::channel::{Hotline, Mode, Phase, PhasePolicy, Role};
 pub use backchannel_redline::{ProbeBudget, ProbeResult, ProbeTerms};
 
 /// Raw relay connections, for the benchmark harness only: not part of the engine's API.

@@ -19,11 +19,7 @@ pub enum Found<T> {
 }
 
 /// The one item whose card answers to `query`.
-pub fn find<'a, T>(
-    items: impl IntoIterator<Item = T>,
-    card: impl Fn(&T) -> &Card,
-    query: &'a str,
-) -> Found<T> {
+pub fn find<T>(items: impl IntoIterator<Item = T>, card: impl Fn(&T) -> &Card, query: &str) -> Found<T> {
     let mut hits = items.into_iter().filter(|i| answers_to(card(i), query));
     match (hits.next(), hits.next()) {
         (None, _) => Found::None,

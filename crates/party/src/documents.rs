@@ -662,7 +662,7 @@ fn signer_of(
         Err(_) => return Err(Why::SealForNonMember),
     }
     let through_hub = card.party() != sender.party()
-        && !lookup.contact(&card.party()).is_some_and(|(known, _)| known.seal_key == card.seal_key);
+        && lookup.contact(&card.party()).is_none_or(|(known, _)| known.seal_key != card.seal_key);
     Ok((card, through_hub))
 }
 

@@ -275,6 +275,10 @@ pub enum AbortReason {
 /// What subscribers of an engine are told.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "most events are entries, each made once and moved to its subscribers: a box would only add an allocation"
+)]
 pub enum Event {
     /// An entry was added to a conversation (and to its timeline).
     Entry { conversation: Conversation, entry: Entry },

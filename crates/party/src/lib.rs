@@ -16,7 +16,7 @@
 //!
 //! let me = Identity::generate("Alice", "Delegation A").unwrap().card();
 //! let ctx = Ctx { me: &me, now_ms: 1_800_000_000_000 };
-//! let (channel, step) = Channel::create(&ctx, "muscat", Mode::Direct, Role::Principal, None).unwrap();
+//! let (channel, step) = Channel::create(&ctx, "muscat", Mode::Direct, Role::Principal, None, None).unwrap();
 //! assert_eq!(channel.state.members.len(), 1);
 //! assert!(matches!(step.effects.as_slice(), [Effect::Record { entry: Entry::Channel { .. }, .. }]));
 //! ```

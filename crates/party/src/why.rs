@@ -335,6 +335,31 @@ pub enum Why {
     QueueGone {
         name: String,
     },
+    /// The invitation from `name` was already used by someone else (its queue is gone).
+    InvitationUsed {
+        name: String,
+    },
+    /// `name` asks to be reached through a host this party does not use: not used until the
+    /// user allows it.
+    RouteNeedsAllow {
+        name: String,
+        relay: String,
+    },
+    /// The host refused a route to `name` (its queue is not there): the other routes carry on.
+    RouteRefused {
+        name: String,
+        relay: String,
+    },
+    /// Dropping that host would leave no route to or from `name`.
+    LastRoute {
+        name: String,
+        relay: String,
+    },
+    /// No inbox of ours for `name` is on that host.
+    NoRouteThere {
+        name: String,
+        relay: String,
+    },
     /// A message too large for the blocks of the route to `name` (its relay's block size).
     TooLargeForRoute {
         name: String,

@@ -100,6 +100,30 @@ impl PhasePolicy {
     }
 }
 
+/// A hotline channel's line discipline: every member keeps heartbeats on every route with
+/// every other member it has a session with, and tests every route end to end now and then.
+/// Fixed at creation, like the phase policies: joining a hotline is consenting to it (its
+/// heartbeats show hosts when a member's device is on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hotline {
+    pub heartbeat_secs: u32,
+    pub path_test_secs: u32,
+}
+
+impl Hotline {
+    /// A heartbeat every 10 seconds, a path test every hour.
+    pub const DEFAULT: Hotline = Hotline { heartbeat_secs: 10, path_test_secs: 3600 };
+
+    pub fn check(&self) -> std::result::Result<(), Refused> {
+        let ok = (1..=3600).contains(&self.heartbeat_secs)
+            && (self.heartbeat_secs..=7 * 24 * 3600).contains(&self.path_test_secs);
+        match ok {
+            true => Ok(()),
+            false => refuse(Refused::BadHotline),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub card: Card,
@@ -130,6 +154,9 @@ pub struct ChannelState {
     /// (so members that do not hear each other, in a shuttle, still see the proposal).
     #[serde(default)]
     pub vote: PhaseVote,
+    /// A hotline channel (see [`Hotline`]); channels of earlier versions are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotline: Option<Hotline>,
 }
 
 /// Why a channel rule said no. Data, not words: front ends say it in their own.
@@ -183,6 +210,8 @@ pub enum Refused {
     BadProbeBudget { max: u32 },
     #[error("{name}'s card is refused: {why}")]
     BadCard { name: String, why: String },
+    #[error("a hotline heartbeat is 1 to 3600 seconds, and its path test at least as long, at most a week")]
+    BadHotline,
     #[error("{name} is not a principal of {channel}: only principals ratify")]
     NotPrincipalRatifier { name: String, channel: String },
 }
@@ -208,6 +237,7 @@ impl ChannelState {
             phase: Phase::Exploratory,
             policies: PhasePolicy::defaults(),
             vote: PhaseVote::default(),
+            hotline: None,
         })
     }
 
@@ -275,6 +305,9 @@ impl ChannelState {
         if new.policies != self.policies {
             return changed("the phase policies");
         }
+        if new.hotline != self.hotline {
+            return changed("the hotline policy");
+        }
         for old in &self.members {
             match new.member(&old.key()) {
                 Some(m) if m.card != old.card => return changed("a member's card"),
@@ -307,6 +340,9 @@ impl ChannelState {
             && self.member(&self.creator).map(|m| m.role) != Some(Role::Intermediary)
         {
             return refuse(Refused::ShuttleNeedsIntermediary);
+        }
+        if let Some(h) = &self.hotline {
+            h.check()?;
         }
         for m in &self.members {
             m.card.check().map_err(|e| Refused::BadCard { name: m.card.name.clone(), why: e.to_string() })?;

@@ -1,6 +1,8 @@
 //! One-time, out-of-band invitations: `backchannel:` followed by base64url of
 //! `"BCI" | version u8 | id[16] | route | card | one_time_key[32] | ml_kem_768_public[1184] |
-//! expires_at u64 | checksum[4]`.
+//! expires_at u64 | n u8 | route × n | checksum[4]`: version 2, with `n` more routes (the
+//! inviter's inboxes on other hosts; the Hello goes over all of them). Version 1 texts end
+//! after `expires_at` and are still accepted.
 //!
 //! The text is a capability (it holds the send secret of the inviter's fresh queue): pass it
 //! only to the intended party, then compare safety numbers.
@@ -20,7 +22,9 @@ use crate::message::Route;
 
 pub const PREFIX: &str = "backchannel:";
 const MAGIC: &[u8; 3] = b"BCI";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Most routes one invitation names (its first and up to this many more).
+pub const MAX_MORE_ROUTES: usize = 7;
 pub const KEM_PUBLIC_LEN: usize = 1184;
 pub const KEM_CIPHERTEXT_LEN: usize = 1088;
 
@@ -49,6 +53,18 @@ pub struct Invitation {
     pub kem_public: Vec<u8>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The inviter's inboxes on other hosts (version 2).
+    pub more_routes: Vec<Route>,
+    /// The text's version: 1 for texts from versions before routes, receipts and heartbeats.
+    pub version: u8,
+}
+
+/// One more inbox of an invitation, on another host.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingQueue {
+    pub recv_id: QueueId,
+    pub recv_secret: QueueSecret,
+    pub route: Route,
 }
 
 /// The inviter's private half, kept until the invitation is answered or expires.
@@ -62,6 +78,9 @@ pub struct PendingInvitation {
     /// ML-KEM-768 key generation seed: the decapsulation key is rebuilt from it.
     pub kem_seed: Zeroizing<Vec<u8>>,
     pub expires_at: u64,
+    /// The invitation's inboxes on other hosts.
+    #[serde(default)]
+    pub more: Vec<PendingQueue>,
 }
 
 impl std::fmt::Debug for PendingInvitation {
@@ -92,8 +111,19 @@ pub fn create(
         one_time_key,
         kem_public,
         expires_at,
+        more_routes: Vec::new(),
+        version: VERSION,
     };
-    let pending = PendingInvitation { id, recv_id, recv_secret, route, one_time_key, kem_seed, expires_at };
+    let pending = PendingInvitation {
+        id,
+        recv_id,
+        recv_secret,
+        route,
+        one_time_key,
+        kem_seed,
+        expires_at,
+        more: Vec::new(),
+    };
     Ok((invitation, pending))
 }
 
@@ -109,6 +139,8 @@ impl Invitation {
         self.route.encode(&mut w);
         self.inviter.encode(&mut w);
         w.raw(&self.one_time_key).raw(&self.kem_public).u64(self.expires_at);
+        w.u8(self.more_routes.len() as u8);
+        self.more_routes.iter().for_each(|r| r.encode(&mut w));
         let check = sha256(&[&w.buf]);
         w.raw(&check[..4]);
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&w.buf))
@@ -136,7 +168,8 @@ impl Invitation {
         if r.take(3).map_err(bad)? != MAGIC {
             return Err(InvitationError::NotAnInvitation);
         }
-        if r.u8().map_err(bad)? != VERSION {
+        let version = r.u8().map_err(bad)?;
+        if !(1..=VERSION).contains(&version) {
             return Err(InvitationError::NewerVersion);
         }
         let id = r.array().map_err(bad)?;
@@ -145,13 +178,23 @@ impl Invitation {
         let one_time_key = r.array().map_err(bad)?;
         let kem_public = r.take(KEM_PUBLIC_LEN).map_err(bad)?.to_vec();
         let expires_at = r.u64().map_err(bad)?;
+        let mut more_routes = Vec::new();
+        if version >= 2 {
+            let n = r.u8().map_err(bad)? as usize;
+            if n > MAX_MORE_ROUTES {
+                return Err(InvitationError::Damaged("too many routes"));
+            }
+            for _ in 0..n {
+                more_routes.push(Route::decode(&mut r).map_err(|_| InvitationError::Damaged("bad route"))?);
+            }
+        }
         r.finish().map_err(bad)?;
         let pk: [u8; KEM_PUBLIC_LEN] =
             kem_public.as_slice().try_into().map_err(|_| InvitationError::Damaged("bad key"))?;
         if !mlkem768::validate_public_key(&pk.into()) {
             return Err(InvitationError::Damaged("invalid ML-KEM public key"));
         }
-        Ok(Self { id, route, inviter, one_time_key, kem_public, expires_at })
+        Ok(Self { id, route, inviter, one_time_key, kem_public, expires_at, more_routes, version })
     }
 
     pub fn check_not_expired(&self, now_secs: u64) -> Result<(), InvitationError> {
@@ -189,6 +232,24 @@ mod tests {
         let wrapped: String =
             text.as_bytes().chunks(70).map(|c| format!("{}\n", String::from_utf8_lossy(c))).collect();
         assert_eq!(Invitation::from_text(&wrapped).unwrap(), inv);
+    }
+
+    /// Several hosts in one text; a version 1 text (one route, from an earlier version)
+    /// still reads, as version 1.
+    #[test]
+    fn more_routes_round_trip_and_version_one_still_reads() {
+        let (_, mut inv, pending) = sample();
+        inv.more_routes = vec![pending.route.clone(), pending.route.clone()];
+        assert_eq!(Invitation::from_text(&inv.to_text()).unwrap(), inv);
+        let mut w = Writer::default();
+        w.raw(MAGIC).u8(1).raw(&inv.id);
+        inv.route.encode(&mut w);
+        inv.inviter.encode(&mut w);
+        w.raw(&inv.one_time_key).raw(&inv.kem_public).u64(inv.expires_at);
+        let check = sha256(&[&w.buf]);
+        w.raw(&check[..4]);
+        let old = Invitation::from_text(&format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&w.buf))).unwrap();
+        assert_eq!((old.version, old.more_routes.len(), old.route), (1, 0, inv.route));
     }
 
     #[test]

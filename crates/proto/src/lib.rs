@@ -31,6 +31,7 @@
 pub mod agreement;
 pub mod block;
 pub mod channel;
+pub mod control;
 pub mod crypto;
 pub mod delivery;
 pub mod error;

@@ -22,6 +22,9 @@ pub struct ChannelId(pub [u8; 16]);
 
 impl ChannelId {
     pub const DIRECT: ChannelId = ChannelId([0; 16]);
+    /// Where [`Kind::Control`] messages are numbered, apart from notes: a heartbeat lost with
+    /// its host is no gap in the conversation.
+    pub const CONTROL: ChannelId = ChannelId([0xff; 16]);
 }
 
 /// A message id: random, so receivers can drop duplicates.
@@ -37,6 +40,9 @@ pub enum Kind {
     /// Channel business: membership, introductions, relayed notes, phases, non-papers,
     /// proposals and ratifications (a JSON [`crate::channel::ChannelBody`]).
     Channel,
+    /// The line's upkeep between two parties: routes, receipts, heartbeats, path tests (a
+    /// [`crate::control::Control`]), in [`ChannelId::CONTROL`], whose numbers are not tracked.
+    Control,
     /// A kind this version does not know; kept so newer peers do not break older ones.
     Unknown(u8),
 }
@@ -47,6 +53,7 @@ impl Kind {
             Kind::Hello => 1,
             Kind::Note => 2,
             Kind::Channel => 3,
+            Kind::Control => 4,
             Kind::Unknown(b) => b,
         }
     }
@@ -56,6 +63,7 @@ impl Kind {
             1 => Kind::Hello,
             2 => Kind::Note,
             3 => Kind::Channel,
+            4 => Kind::Control,
             other => Kind::Unknown(other),
         }
     }
@@ -150,11 +158,14 @@ impl Route {
     }
 }
 
-/// Body of [`Kind::Hello`].
+/// Body of [`Kind::Hello`]: `card | reply | n u8 | route × n`. The tail (more reply routes,
+/// on other hosts) is in Hellos answering version 2 invitations; it also says the acceptor
+/// speaks [`Kind::Control`]. Hellos without it (`more: None`) come from earlier versions.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Hello {
     pub card: Card,
     pub reply: Route,
+    pub more: Option<Vec<Route>>,
 }
 
 impl Hello {
@@ -162,15 +173,35 @@ impl Hello {
         let mut w = Writer::default();
         self.card.encode(&mut w);
         self.reply.encode(&mut w);
+        if let Some(more) = &self.more {
+            w.u8(more.len() as u8);
+            more.iter().for_each(|r| r.encode(&mut w));
+        }
         w.buf
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let m = ProtoError::malformed;
         let mut r = Reader::new(bytes);
         let card = Card::decode(&mut r)?;
         let reply = Route::decode(&mut r)?;
-        r.finish().map_err(ProtoError::malformed("hello"))?;
-        Ok(Self { card, reply })
+        let more = match r.remaining() {
+            0 => None,
+            _ => {
+                let n = r.u8().map_err(m("hello"))? as usize;
+                if n > crate::control::MAX_ROUTES - 1 {
+                    return Err(ProtoError::PeerMisbehaved("hello with too many routes"));
+                }
+                Some((0..n).map(|_| Route::decode(&mut r)).collect::<Result<_>>()?)
+            }
+        };
+        r.finish().map_err(m("hello"))?;
+        Ok(Self { card, reply, more })
+    }
+
+    /// Every route the Hello names, its first reply route first.
+    pub fn routes(&self) -> Vec<Route> {
+        std::iter::once(self.reply.clone()).chain(self.more.iter().flatten().cloned()).collect()
     }
 }
 
@@ -188,6 +219,27 @@ mod tests {
         v2[0] = 2;
         assert!(matches!(Message::decode(&v2), Err(ProtoError::PeerMisbehaved(_))));
         assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// A Hello with more reply routes reads back with them; one without the tail (from an
+    /// earlier version) reads as `more: None`, and a tail with too many is refused.
+    #[test]
+    fn hello_routes_tail() {
+        let id = crate::identity::Identity::generate("Bao", "B").unwrap();
+        let route = Route {
+            relay: RelayAddress::for_certificate("127.0.0.1", 4443, b"cert"),
+            block_size: 4096,
+            send_id: QueueId::random(),
+            send_secret: QueueSecret::random(),
+            block_key: SecretKey::random(),
+        };
+        let hello = Hello { card: id.card(), reply: route.clone(), more: Some(vec![route.clone()]) };
+        let back = Hello::decode(&hello.encode()).unwrap();
+        assert_eq!((back.routes().len(), &back), (2, &hello));
+        let old = Hello { more: None, ..hello.clone() };
+        assert_eq!(Hello::decode(&old.encode()).unwrap().more, None);
+        let many = Hello { more: Some(vec![route; 8]), ..hello };
+        assert!(matches!(Hello::decode(&many.encode()), Err(ProtoError::PeerMisbehaved(_))));
     }
 
     proptest! {

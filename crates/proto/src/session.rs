@@ -47,6 +47,8 @@ pub struct Sealed {
     pub message: Message,
     pub frame_id: FrameId,
     pub blocks: Vec<Vec<u8>>,
+    /// The frame the blocks were cut from (to cut it again for another route).
+    pub frame: Vec<u8>,
 }
 
 /// Persisted form of a [`Session`]; encrypted by the client store.
@@ -66,6 +68,19 @@ pub fn accept(
     invitation: Invitation,
     identity: &Identity,
     reply: Route,
+    now_ms: u64,
+) -> Result<(Session, Sealed)> {
+    let more = (invitation.version >= 2).then(Vec::new);
+    accept_with(invitation, identity, reply, more, now_ms)
+}
+
+/// [`accept`], with the reply routes on other hosts (`more`; `None` for an inviter of an
+/// earlier version, whose Hello has no such tail).
+pub fn accept_with(
+    invitation: Invitation,
+    identity: &Identity,
+    reply: Route,
+    more: Option<Vec<Route>>,
     now_ms: u64,
 ) -> Result<(Session, Sealed)> {
     invitation.check_not_expired(now_ms / 1000).map_err(|_| ProtoError::InvitationExpired)?;
@@ -96,7 +111,7 @@ pub fn accept(
         pq: PqChains::derive(ss.as_slice(), &bound, Role::Acceptor),
         next_seq: vec![(ChannelId::DIRECT, 1)],
     };
-    let hello = Hello { card, reply };
+    let hello = Hello { card, reply, more };
     let message = Message::new(ChannelId::DIRECT, 0, now_ms, Kind::Hello, hello.encode());
     let mut sealed = Zeroizing::new(PqChains::confirmation(ss.as_slice(), &bound).0.to_vec());
     sealed.extend_from_slice(&session.encrypt_olm(&message)?);
@@ -104,7 +119,7 @@ pub fn accept(
     frame.extend_from_slice(ct.as_slice());
     frame.extend_from_slice(&handshake.seal(&sealed));
     let (frame_id, blocks) = session.seal_blocks(&frame)?;
-    Ok((session, Sealed { message, frame_id, blocks }))
+    Ok((session, Sealed { message, frame_id, blocks, frame }))
 }
 
 /// The inviter's side: turns the handshake frame that arrived on the invitation's queue into
@@ -218,7 +233,7 @@ impl Session {
         }
         let frame = self.seal_frame(channel, kind, body, now_ms)?;
         let (frame_id, blocks) = self.send_route.seal_blocks(&frame.bytes)?;
-        Ok(Sealed { message: frame.message, frame_id, blocks })
+        Ok(Sealed { message: frame.message, frame_id, blocks, frame: frame.bytes })
     }
 
     /// Seals a message for the peer, numbering it in its channel; the caller cuts it into
@@ -450,7 +465,7 @@ mod tests {
             pq: PqChains::derive(&ss, &bound, Role::Acceptor),
             next_seq: vec![],
         };
-        let hello = Hello { card: acceptor.card(), reply: route() };
+        let hello = Hello { card: acceptor.card(), reply: route(), more: None };
         let message = Message::new(ChannelId::DIRECT, 0, 5_000, Kind::Hello, hello.encode());
         let mut sealed = PqChains::confirmation(&ss, &bound).0.to_vec();
         sealed.extend_from_slice(&session.encrypt_olm(&message).unwrap());

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use backchannel_client::{ChannelView, Command, Fanout, Mode, Phase, Reply, Role};
+use backchannel_client::{ChannelView, Command, Fanout, Hotline, Mode, Phase, Reply, Role};
 
 use super::{delivered, json, once, say, unexpected};
 use crate::args::ChannelCmd;
@@ -12,13 +12,15 @@ use crate::render::{channel_summary, peer, role};
 
 pub async fn run(home: &Path, cmd: ChannelCmd) -> Result<()> {
     match cmd {
-        ChannelCmd::Create { name, mode, role, retention } => {
+        ChannelCmd::Create { name, mode, role, retention, hotline, heartbeat, path_test } => {
             let mode = parse_mode(&mode)?;
             let default_role = if mode == Mode::Shuttle { Role::Intermediary } else { Role::Principal };
             let role = role.as_deref().map(parse_role).transpose()?.unwrap_or(default_role);
             let retention_secs = retention.as_deref().map(config::duration).transpose()?.map(|d| d.as_secs());
-            let reply =
-                once(home, Command::ChannelCreate { name: name.clone(), mode, role, retention_secs }).await?;
+            let hotline =
+                hotline.then(|| line_discipline(heartbeat.as_deref(), path_test.as_deref())).transpose()?;
+            let command = Command::ChannelCreate { name: name.clone(), mode, role, retention_secs, hotline };
+            let reply = once(home, command).await?;
             let Reply::Channel { channel: view, .. } = reply else { return Err(unexpected(reply)) };
             say(format!("created {}", channel_summary(&view)))?;
             say(format!("add members with `backchannel channel add {name} CONTACT --role principal`"))
@@ -159,4 +161,18 @@ pub async fn phase(home: &Path, channel: &str, proposed: Option<&str>) -> Result
         }
         None => say(format!("{name} is now in phase {}", view.phase.name())),
     }
+}
+
+/// A hotline's heartbeat and path-test intervals, from `--heartbeat` and `--path-test`.
+fn line_discipline(heartbeat: Option<&str>, path_test: Option<&str>) -> Result<Hotline> {
+    let secs = |d: Option<&str>, default: u32| -> Result<u32> {
+        match d {
+            None => Ok(default),
+            Some(text) => Ok(u32::try_from(config::duration(text)?.as_secs()).unwrap_or(u32::MAX)),
+        }
+    };
+    Ok(Hotline {
+        heartbeat_secs: secs(heartbeat, Hotline::DEFAULT.heartbeat_secs)?,
+        path_test_secs: secs(path_test, Hotline::DEFAULT.path_test_secs)?,
+    })
 }

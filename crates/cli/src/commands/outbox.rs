@@ -18,10 +18,12 @@ pub async fn run(home: &Path, cmd: Option<OutboxCmd>) -> Result<()> {
                 return say("the outbox is empty: everything was delivered");
             }
             for q in items {
-                let state = q
-                    .held
-                    .as_deref()
-                    .map_or_else(|| "waiting for its relay".to_owned(), |why| format!("HELD: {why}"));
+                let state = match (&q.held, q.awaiting_receipt, q.relay.is_empty()) {
+                    (Some(why), _, _) => format!("HELD: {why}"),
+                    (None, true, _) => "stored by its hosts; kept until the receipt comes".to_owned(),
+                    (None, false, true) => "waiting for a usable route to this contact".to_owned(),
+                    (None, false, false) => "waiting for its relay".to_owned(),
+                };
                 say(format!(
                     "{:>4}  to {}  via {}  {} block(s)  {state}",
                     q.n,

@@ -8,8 +8,9 @@ use backchannel_client::{Command, Engine, EngineConfig, Reply};
 use backchannel_wire::{RelayAddress, hex_encode};
 
 use super::{delivered, fail, json, once, say, unexpected};
+use crate::args::ContactCmd;
 use crate::config;
-use crate::render::{contact, peer};
+use crate::render::{contact, peer, route};
 
 pub fn init(home: &Path, name: &str, side: &str) -> Result<()> {
     let engine =
@@ -57,16 +58,21 @@ pub async fn verify(home: &Path, name: &str) -> Result<()> {
     say(format!("marked verified: {}", contact(&c)))
 }
 
-pub async fn invite(home: &Path, relay: &str, expires: &str) -> Result<()> {
-    let relay: RelayAddress = relay.parse().context("--relay")?;
+fn relays(given: &[String]) -> Result<Vec<RelayAddress>> {
+    given.iter().map(|r| r.parse().with_context(|| format!("--relay {r}"))).collect()
+}
+
+pub async fn invite(home: &Path, relay: &[String], expires: &str) -> Result<()> {
+    let relays = relays(relay)?;
     let ttl = config::duration(expires)?;
-    let reply = once(home, Command::Invite { relay, ttl_secs: ttl.as_secs() }).await?;
+    let reply = once(home, Command::Invite { relays, ttl_secs: ttl.as_secs() }).await?;
     let Reply::Invitation { text } = reply else { return Err(unexpected(reply)) };
     eprintln!("one-time invitation, valid for {expires}; pass it to one person over a channel you trust:");
     say(text)
 }
 
-pub async fn accept(home: &Path, text: &str) -> Result<()> {
+pub async fn accept(home: &Path, text: &str, relay: &[String]) -> Result<()> {
+    let relays = relays(relay)?;
     let text = if text == "-" {
         let mut buf = String::new();
         std::io::stdin()
@@ -76,7 +82,7 @@ pub async fn accept(home: &Path, text: &str) -> Result<()> {
     } else {
         text.to_owned()
     };
-    let reply = once(home, Command::Accept { text }).await?;
+    let reply = once(home, Command::Accept { text, relays }).await?;
     let Reply::Contact { contact: view, delivery } = reply else { return Err(unexpected(reply)) };
     if let Some(d) = &delivery {
         // The Hello waits in the outbox if the relay is down; `sync` sends it.
@@ -84,4 +90,31 @@ pub async fn accept(home: &Path, text: &str) -> Result<()> {
     }
     say(format!("new contact: {}", contact(&view)))?;
     say("compare the safety number with them out of band, then run `backchannel verify NAME`")
+}
+
+/// `contact NAME relays | add-relay ADDRESS | drop-relay ADDRESS`.
+pub async fn contact_routes(home: &Path, name: &str, cmd: ContactCmd) -> Result<()> {
+    let name = name.to_owned();
+    let (command, as_json, done) = match cmd {
+        ContactCmd::Relays { json } => (Command::ContactRoutes { name }, json, None),
+        ContactCmd::AddRelay { relay } => {
+            let relay: RelayAddress = relay.parse().context("ADDRESS")?;
+            let said = format!("added host {relay}; the contact hears of it over your session");
+            (Command::AddRelay { name, relay }, false, Some(said))
+        }
+        ContactCmd::DropRelay { relay } => {
+            let relay: RelayAddress = relay.parse().context("ADDRESS")?;
+            let said = format!("leaving host {relay}; its inbox is deleted once the contact confirms");
+            (Command::DropRelay { name, relay }, false, Some(said))
+        }
+    };
+    let reply = once(home, command).await?;
+    let Reply::Routes { routes } = reply else { return Err(unexpected(reply)) };
+    if as_json {
+        return json(&routes);
+    }
+    if let Some(said) = done {
+        say(said)?;
+    }
+    routes.iter().try_for_each(|r| say(route(r)))
 }

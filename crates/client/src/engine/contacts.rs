@@ -1,5 +1,5 @@
-//! Contacts as the engine keeps them: the record in the store (card, trust, inbox, delivery
-//! trackers) and, in memory, the pairwise session, loaded once and written back in the same
+//! Contacts as the engine keeps them: the record in the store (card, trust, routes both ways,
+//! delivery trackers) and, in memory, the pairwise session, loaded once and written back in the same
 //! transaction as whatever it sealed or opened.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,29 +9,31 @@ use backchannel_proto::delivery::SeqTracker;
 use backchannel_proto::identity::{Card, PartyKey, safety_number};
 use backchannel_proto::message::ChannelId;
 use backchannel_proto::session::{Session, SessionPickle};
-use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
 use serde::{Deserialize, Serialize};
 
+use super::routes::{Inbox, Lines, OutRoute, RouteView};
 use crate::error::{ClientError, Result};
 use crate::store::{Record, Tx};
 
-/// A receive queue of ours on some relay.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Inbox {
-    pub relay: RelayAddress,
-    pub recv_id: QueueId,
-    pub recv_secret: QueueSecret,
-}
-
-/// A contact as stored: card, trust, inbox and delivery trackers. Its session is a record of
-/// its own ([`SessionRecord`]); stores written before kept it here.
+/// A contact as stored: card, trust, our inboxes for it and its routes, and delivery
+/// trackers. Its session is a record of its own ([`SessionRecord`]); stores written before
+/// kept it here, and one inbox (`inbox`) with the route in the session.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ContactRecord {
     pub card: Card,
     pub verified: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionPickle>,
-    pub inbox: Inbox,
+    #[serde(default, rename = "inbox", skip_serializing)]
+    pub legacy_inbox: Option<Inbox>,
+    /// Our receive queues for this contact, one per host.
+    #[serde(default)]
+    pub inboxes: Vec<Inbox>,
+    /// The contact's receive queues for us: every frame goes to each usable one.
+    #[serde(default)]
+    pub routes: Vec<OutRoute>,
+    #[serde(default)]
+    pub lines: Lines,
     pub trackers: Vec<(ChannelId, SeqTracker)>,
     pub added_at: u64,
 }
@@ -51,8 +53,28 @@ impl Record for SessionRecord {
 }
 
 impl ContactRecord {
-    pub fn new(card: Card, inbox: Inbox, now: u64) -> Self {
-        Self { card, verified: false, session: None, inbox, trackers: Vec::new(), added_at: now }
+    pub fn new(card: Card, inboxes: Vec<Inbox>, routes: Vec<OutRoute>, now: u64) -> Self {
+        Self {
+            card,
+            verified: false,
+            session: None,
+            legacy_inbox: None,
+            inboxes,
+            routes,
+            lines: Lines::default(),
+            trackers: Vec::new(),
+            added_at: now,
+        }
+    }
+
+    /// The inbox of ours with this receive id.
+    pub fn inbox_mut(&mut self, recv_id: &backchannel_wire::QueueId) -> Option<&mut Inbox> {
+        self.inboxes.iter_mut().find(|i| i.recv_id == *recv_id)
+    }
+
+    /// The host we first reached this contact through (where introductions start).
+    pub fn first_relay(&self) -> Option<&backchannel_wire::RelayAddress> {
+        self.inboxes.iter().find(|i| i.current()).or(self.inboxes.first()).map(|i| &i.relay)
     }
 
     pub fn tracker(&mut self, channel: ChannelId) -> &mut SeqTracker {
@@ -74,17 +96,22 @@ pub struct ContactView {
     pub side: String,
     pub safety_number: String,
     pub verified: bool,
+    /// The host of our first inbox for this contact.
     pub relay: String,
+    /// Every route, both ways, with its state.
+    pub routes: Vec<RouteView>,
 }
 
 impl ContactView {
-    pub(crate) fn new(me: &Card, c: &ContactRecord) -> Self {
+    /// `beat`: the heartbeat interval kept with this contact (in a hotline), if any.
+    pub(crate) fn new(me: &Card, c: &ContactRecord, now: u64, beat: Option<u64>) -> Self {
         Self {
             name: c.card.name.clone(),
             side: c.card.side.clone(),
             safety_number: safety_number(me, &c.card),
             verified: c.verified,
-            relay: c.inbox.relay.to_string(),
+            relay: c.first_relay().map(ToString::to_string).unwrap_or_default(),
+            routes: super::routes::views(c, now, beat),
         }
     }
 }
@@ -100,6 +127,10 @@ pub(crate) struct Contact {
 pub(crate) struct Contacts {
     by_id: BTreeMap<String, Contact>,
     by_party: HashMap<PartyKey, String>,
+    /// Which of our notes each frame still waiting for a receipt carries.
+    pub frames: super::delivery::FrameIndex,
+    /// Path tests on their way: when each was sent, by nonce.
+    pub path_tests: super::control::PathTests,
 }
 
 impl Contacts {

@@ -25,6 +25,10 @@ use crate::store::Tx;
 /// engine itself has to say about its links and work.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "update", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "most updates carry an entry, made once and cloned to each subscriber: a box would only add an allocation"
+)]
 pub enum Update {
     /// An entry, a duplicate dropped, a gap closed.
     Party { event: Event },
@@ -34,6 +38,8 @@ pub enum Update {
     Task { trouble: TaskTrouble },
     /// Something the driver met and went on past (a relay refusing a queue, a full disk).
     Trouble { error: ClientError },
+    /// A route to or from a contact went up or down.
+    Route { contact: String, relay: String, direction: super::Direction, state: super::RouteState },
 }
 
 /// Totals of one turn.
@@ -53,39 +59,43 @@ pub struct SyncReport {
 }
 
 /// The driver's own state between turns.
+#[derive(Default)]
 pub(crate) struct Driver {
     receiver: Receiver,
 }
 
-impl Default for Driver {
-    fn default() -> Self {
-        Self { receiver: Receiver::default() }
-    }
-}
-
-/// Every queue we read: one per contact and one per unanswered invitation.
+/// Every queue we read: each contact's inboxes (until deleted) and each unanswered
+/// invitation's.
 fn inboxes(tx: &Tx<'_>, contacts: &mut super::Contacts) -> Result<Vec<InboxRef>> {
     let ids: Vec<String> = contacts.iter().map(|(id, _)| id.clone()).collect();
     let mut out = Vec::new();
     for id in ids {
-        let key = contacts.session(tx, &id)?.recv_block_key.clone();
         let Some(c) = contacts.get(&id) else { continue };
-        out.push(InboxRef { id, inbox: c.inbox.clone(), key });
+        let list: Vec<super::Inbox> = c.inboxes.iter().filter(|i| !i.released).cloned().collect();
+        // Inboxes of earlier versions are sealed under the session's key: load it only then.
+        let session_key = match list.iter().any(|i| i.block_key().is_none()) {
+            true => Some(contacts.session(tx, &id)?.recv_block_key.clone()),
+            false => None,
+        };
+        for inbox in list {
+            let Some(key) = inbox.block_key().cloned().or_else(|| session_key.clone()) else { continue };
+            out.push(InboxRef { id: id.clone(), inbox, key });
+        }
     }
     for (id, p) in tx.load_all::<PendingRecord>()? {
-        let inbox = super::Inbox {
-            relay: p.0.route.relay.clone(),
-            recv_id: p.0.recv_id,
-            recv_secret: p.0.recv_secret.clone(),
-        };
-        out.push(InboxRef { id, inbox, key: p.0.route.block_key.clone() });
+        let first = (p.0.route.clone(), p.0.recv_id, p.0.recv_secret.clone());
+        let more = p.0.more.iter().map(|q| (q.route.clone(), q.recv_id, q.recv_secret.clone()));
+        for (route, recv_id, secret) in std::iter::once(first).chain(more) {
+            let inbox = super::Inbox::new(route.relay.clone(), recv_id, secret, &route);
+            out.push(InboxRef { id: id.clone(), inbox, key: route.block_key });
+        }
     }
     Ok(out)
 }
 
 impl Shared {
     pub(crate) fn inboxes(&self) -> Result<Vec<InboxRef>> {
-        self.with_core(|tx, contacts| inboxes(tx, contacts))
+        self.with_core(inboxes)
     }
 
     /// Receives one burst of blocks of one inbox in one transaction; returns the relay seqs
@@ -193,6 +203,9 @@ impl Shared {
     /// The rest of a turn, after receiving.
     async fn after_receiving(&self, report: &mut SyncReport) -> Result<()> {
         report.tasks = self.run_tasks().await?;
+        report.problems.extend(self.run_route_work().await?);
+        self.release_inboxes().await?;
+        self.keep_lines().await?;
         self.expire_notes()?;
         // What receiving queued (introductions, phase moves, waiting notes) goes out now.
         let again = self.flush().await?;
@@ -238,6 +251,9 @@ impl Shared {
         let (mut links, mut pushed) = Links::new();
         let mut inboxes = self.inboxes()?;
         let mut tick = tokio::time::interval(config.refresh);
+        // Heartbeats, path tests, unconfirmed hotline notes and route states: checked often,
+        // each acts only when due.
+        let mut lines = tokio::time::interval(super::hotline::LINE_TICK);
         let mut last_upkeep = Instant::now() - config.upkeep;
         tokio::pin!(shutdown);
         loop {
@@ -253,6 +269,11 @@ impl Shared {
                     self.flush_reporting().await;
                 }
                 () = self.wake.notified() => self.flush_reporting().await,
+                _ = lines.tick() => {
+                    if let Err(error) = self.keep_lines().await {
+                        self.tell(Update::Trouble { error });
+                    }
+                }
                 Some(first) = pushed.recv() => {
                     // Take everything already pushed, so a burst is committed once.
                     let mut burst = vec![first];
@@ -317,10 +338,17 @@ impl Shared {
         }
     }
 
+    /// Tasks and route work the rules or receiving asked for, and inboxes to delete.
     async fn run_tasks_reporting(&self) {
         match self.run_tasks().await {
             Ok(troubles) => troubles.into_iter().for_each(|trouble| self.tell(Update::Task { trouble })),
             Err(error) => self.tell(Update::Trouble { error }),
+        }
+        if let Err(error) = self.run_route_work().await {
+            self.tell(Update::Trouble { error });
+        }
+        if let Err(error) = self.release_inboxes().await {
+            self.tell(Update::Trouble { error });
         }
     }
 
@@ -332,7 +360,7 @@ impl Shared {
         }
     }
 
-    /// The slower part of a turn: tasks, retention, dead invitations.
+    /// The slower part of a turn: tasks, route work, retention, dead invitations.
     async fn upkeep(&self) {
         self.run_tasks_reporting().await;
         if let Err(error) = self.expire_notes() {

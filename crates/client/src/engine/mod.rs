@@ -3,13 +3,17 @@
 //! Events reach subscribers only after the transaction commits.
 
 mod contacts;
+mod control;
+mod delivery;
 mod drive;
+mod hotline;
 mod invite;
 mod links;
 mod ops;
 mod outbox;
 mod receive;
 mod relays;
+mod routes;
 mod seal;
 mod tasks;
 
@@ -26,7 +30,9 @@ use backchannel_proto::identity::{Card, Identity, IdentityPickle, PartyKey};
 use serde::{Deserialize, Serialize};
 
 pub use contacts::ContactView;
-pub(crate) use contacts::{ContactRecord, Contacts, Inbox};
+pub(crate) use contacts::{ContactRecord, Contacts};
+pub(crate) use delivery::view as delivery_view;
+pub use delivery::{DeliveryStatus, DeliveryView, RecipientView};
 pub(crate) use drive::Driver;
 pub use drive::{SyncReport, Update};
 pub(crate) use invite::pending as pending_invitations;
@@ -34,6 +40,9 @@ pub use ops::Fanout;
 pub(crate) use outbox::list as list_outbox;
 pub use outbox::{FlushReport, QueuedView};
 pub(crate) use relays::allow as allow_relay;
+pub(crate) use routes::Inbox;
+pub(crate) use routes::views as route_views;
+pub use routes::{Direction, RouteNote, RouteState, RouteView};
 pub use tasks::TaskTrouble;
 
 use crate::config::EngineConfig;
@@ -53,9 +62,9 @@ pub(crate) struct Shared {
     pub driving: AtomicBool,
     /// Wakes the driver to flush the outbox now.
     pub wake: tokio::sync::Notify,
-    /// Blocks cut when their frames were sealed, by outbox row, until delivered (the store
-    /// keeps only the frames; after a restart they are cut again).
-    cut: Mutex<std::collections::HashMap<i64, Vec<Vec<u8>>>>,
+    /// Blocks cut when their frames were sealed, by outbox row and route, until delivered
+    /// (the store keeps only the frames; after a restart they are cut again).
+    cut: Mutex<outbox::CutCache>,
 }
 
 impl Shared {
@@ -68,7 +77,7 @@ impl Shared {
             home,
             driving: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
-            cut: Mutex::new(std::collections::HashMap::new()),
+            cut: Mutex::new(outbox::CutCache::new()),
         }
     }
 
@@ -99,7 +108,7 @@ impl Shared {
     }
 
     /// The blocks cut at sealing time, for a flush (what it does not send is cut again later).
-    pub fn take_cut(&self) -> std::collections::HashMap<i64, Vec<Vec<u8>>> {
+    pub fn take_cut(&self) -> outbox::CutCache {
         std::mem::take(&mut *self.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
@@ -127,9 +136,21 @@ impl Shared {
         self.read(f)
     }
 
-    /// A change safe to redo after a crash: not synced to disk on its own.
-    pub fn write_unsynced<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.core().store.tx_unsynced(|tx| f(tx))
+    /// Reads with the contacts and what the engine keeps in memory about its lines.
+    pub(crate) fn with_lines<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>, &mut Contacts, &mut hotline::LineMemory) -> Result<T>,
+    ) -> Result<T> {
+        let mut core = self.core();
+        let Core { store, contacts, lines, .. } = &mut *core;
+        store.tx_unsynced(|tx| f(tx, contacts, lines))
+    }
+
+    /// [`Shared::write_unsynced`], with the contacts in memory.
+    pub fn with_core_unsynced<T>(&self, f: impl FnOnce(&Tx<'_>, &mut Contacts) -> Result<T>) -> Result<T> {
+        let mut core = self.core();
+        let Core { store, contacts, .. } = &mut *core;
+        store.tx_unsynced(|tx| f(tx, contacts))
     }
 
     pub fn me(&self) -> Card {
@@ -184,6 +205,7 @@ pub(crate) struct Core {
     pub me: Card,
     pub contacts: Contacts,
     pub config: EngineConfig,
+    pub lines: hotline::LineMemory,
 }
 
 impl Core {
@@ -193,7 +215,7 @@ impl Core {
             let me = tx.load::<CardRecord>(SELF)?.ok_or_else(|| tx.damaged("card missing".into()))?.0;
             Ok((me, Contacts::load(tx)?))
         })?;
-        Ok(Self { store, me, contacts, config })
+        Ok(Self { store, me, contacts, config, lines: hotline::LineMemory::default() })
     }
 
     /// Runs `f` in one durable transaction. On success the events it gathered are returned
@@ -222,11 +244,29 @@ impl Core {
 }
 
 /// Moves records written by earlier versions into today's form: sessions out of contact
-/// records. Runs at every open; it finds nothing to do once done.
+/// records; the one inbox into the list of inboxes, and the session's route into the
+/// contact's routes. Runs at every open; it finds nothing to do once done.
 fn upgrade(tx: &Tx<'_>) -> Result<()> {
     for (id, mut contact) in tx.load_all::<ContactRecord>()? {
+        let mut changed = false;
         if let Some(pickle) = contact.session.take() {
             tx.save(&id, &contacts::SessionRecord(pickle))?;
+            changed = true;
+        }
+        if let Some(inbox) = contact.legacy_inbox.take() {
+            contact.inboxes.push(inbox);
+            changed = true;
+        }
+        let session = match contact.routes.is_empty() {
+            true => tx.load::<contacts::SessionRecord>(&id)?,
+            false => None,
+        };
+        if let Some(contacts::SessionRecord(pickle)) = session {
+            let session = backchannel_proto::session::Session::from_pickle(pickle);
+            contact.routes.push(routes::OutRoute::new(session.send_route.clone()));
+            changed = true;
+        }
+        if changed {
             tx.save(&id, &contact)?;
         }
     }
@@ -249,10 +289,17 @@ pub(crate) struct Batch<'b, 't> {
     lookup_error: RefCell<Option<ClientError>>,
     /// Blocks cut for the outbox rows this transaction queued.
     pub cut: Cut,
+    /// Receipts to seal at the end of a burst, by contact.
+    pub receipts: std::collections::BTreeMap<String, Vec<backchannel_proto::block::FrameId>>,
+    /// Channels' hotline policies, as read in this transaction.
+    hotlines: std::collections::HashMap<
+        backchannel_proto::message::ChannelId,
+        Option<backchannel_proto::channel::Hotline>,
+    >,
 }
 
-/// Blocks cut for outbox rows, by row.
-pub(crate) type Cut = Vec<(i64, Vec<Vec<u8>>)>;
+/// Blocks cut for outbox rows, by row and route.
+pub(crate) type Cut = Vec<((i64, backchannel_wire::QueueId), Vec<Vec<u8>>)>;
 
 impl<'b, 't> Batch<'b, 't> {
     fn new(tx: &'b mut Tx<'t>, contacts: &'b mut Contacts, me: &'b Card) -> Self {
@@ -267,6 +314,8 @@ impl<'b, 't> Batch<'b, 't> {
             all_touched: BTreeSet::new(),
             lookup_error: RefCell::new(None),
             cut: Vec::new(),
+            receipts: std::collections::BTreeMap::new(),
+            hotlines: std::collections::HashMap::new(),
         }
     }
 
@@ -347,22 +396,39 @@ impl<'b, 't> Batch<'b, 't> {
         self.tx.save(SELF, &IdentityRecord(identity.pickle()))
     }
 
-    /// Carries out a rule's step.
+    /// Carries out a rule's step. The notes it seals are followed (delivery, receipts) under
+    /// the entry of ours it records after them.
     pub fn apply(&mut self, step: Step) -> Result<()> {
         self.check_lookup()?;
+        let mut notes = Vec::new();
         for effect in step.effects {
             match effect {
-                Effect::Seal { to, channel, kind, body } => self.seal_to(&to, channel, kind, &body)?,
-                Effect::Record { conversation, entry } => {
-                    self.tx.append_timeline(&conversation.key, &entry)?;
-                    self.events.push(Event::Entry { conversation, entry });
+                Effect::Seal { to, channel, kind, body } => {
+                    notes.extend(self.seal_to(&to, channel, kind, &body)?)
                 }
+                Effect::Record { conversation, entry } => self.record(&conversation, entry, &mut notes)?,
                 Effect::Notify(event) => self.events.push(event),
                 Effect::Schedule(task) => self.tx.save(&task.key(), &tasks::TaskRecord(task.clone()))?,
                 Effect::PutText { id, text } => self.tx.save(&id.key(), &TextRecord(text))?,
                 Effect::ForgetWaiting { channel, to } => seal::forget_waiting(self.tx, &to, channel)?,
             }
         }
+        Ok(())
+    }
+
+    /// Appends an entry; a note of ours starts following the delivery of `notes`, the frames
+    /// just sealed for it.
+    pub fn record(
+        &mut self,
+        conversation: &backchannel_party::event::Conversation,
+        entry: backchannel_party::Entry,
+        notes: &mut Vec<delivery::SealedNote>,
+    ) -> Result<()> {
+        let n = self.tx.append_timeline(&conversation.key, &entry)?;
+        if matches!(entry, backchannel_party::Entry::Note { outgoing: true, .. }) && !notes.is_empty() {
+            delivery::open(self.tx, &mut self.contacts.frames, n, self.now_ms, std::mem::take(notes))?;
+        }
+        self.events.push(Event::Entry { conversation: conversation.clone(), entry });
         Ok(())
     }
 }

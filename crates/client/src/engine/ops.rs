@@ -124,11 +124,12 @@ impl Batch<'_, '_> {
         mode: Mode,
         role: Role,
         retention: Option<u64>,
+        hotline: Option<backchannel_proto::channel::Hotline>,
     ) -> Result<ChannelView> {
         if !matches!(self.channel(name), Err(ClientError::UnknownChannel { .. })) {
             return Err(Why::ChannelExists { name: name.to_owned() }.into());
         }
-        let (channel, step) = Channel::create(&self.ctx(), name, mode, role, retention)?;
+        let (channel, step) = Channel::create(&self.ctx(), name, mode, role, retention, hotline)?;
         self.apply(step)?;
         self.save_channel(&channel)?;
         Ok(self.view(&channel))

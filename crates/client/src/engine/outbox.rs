@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use backchannel_party::Entry;
 use backchannel_party::event::Conversation;
+use backchannel_party::{Entry, Why};
+use backchannel_proto::block::{FrameId, frame_id_of};
 use backchannel_proto::message::Route;
 use backchannel_wire::{ApiError, MAX_BATCH, QueueId, QueueSecret, RelayAddress, SendItem, SendOutcome};
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,7 @@ use crate::store::{OutboxRow, Tx};
 /// One outbound message: for whom, and (for items that keep their blocks) where they go. The
 /// stored value beside it (see [`crate::store::Tx::outbox_push`]) is the message's frame, or,
 /// for the handshake and items queued by earlier versions, its blocks.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct OutboxItem {
     /// The contact it is for, so a refusal can be shown in that conversation.
     pub contact: String,
@@ -38,44 +39,68 @@ pub(crate) struct OutboxItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
     /// The item keeps its frame (Olm and post-quantum layers), not blocks: they are cut for
-    /// the contact's route when it is delivered (the same frame id every time, so a resend
-    /// after a crash is taken in once).
+    /// each of the contact's routes when it is delivered (the same frame id every time, so
+    /// copies over several routes, or a resend after a crash, are taken in once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub frame: bool,
+    /// A Hello (blocks for one route of an invitation): its queue gone means the invitation
+    /// was used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hello: bool,
+    /// A frame for one route only (a heartbeat or path test tests that route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<QueueId>,
+    /// Tried once, then dropped whatever happened (a heartbeat is worth nothing late).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+    /// One route storing it is enough (control messages; notes go over every route).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_route: bool,
+    /// Hotline traffic: goes before anything else, and (a note) stays until its receipt
+    /// comes, sent again over every route each time the bound passes without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flash: bool,
+    /// Kept until its receipt comes, for this long at a time (a hotline note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_ms: Option<u64>,
+    /// The routes (by send id) that stored it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stored: Vec<QueueId>,
+    /// Kept for its receipt: sent again after this time (ms) if none came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_at: Option<u64>,
 }
 
 impl OutboxItem {
     /// An item whose stored value is its blocks for `route` (the handshake, queued whole).
-    pub fn new(contact: &str, route: &Route) -> Self {
+    pub fn hello(contact: &str, route: &Route) -> Self {
         Self {
             contact: contact.to_owned(),
             relay: Some(route.relay.clone()),
             send_id: Some(route.send_id),
             secret: Some(route.send_secret.clone()),
-            legacy_blocks: Vec::new(),
-            held: None,
-            frame: false,
+            hello: true,
+            ..Self::default()
         }
     }
 
-    /// An item whose stored value is one frame for `contact`.
+    /// An item whose stored value is one frame for `contact`, for every route.
     pub fn frame(contact: &str) -> Self {
-        Self {
-            contact: contact.to_owned(),
-            relay: None,
-            send_id: None,
-            secret: None,
-            legacy_blocks: Vec::new(),
-            held: None,
-            frame: true,
-        }
+        Self { contact: contact.to_owned(), frame: true, ..Self::default() }
+    }
+
+    /// Waiting for its receipt, not for a host.
+    fn awaiting_receipt(&self) -> bool {
+        self.resend_at.is_some()
     }
 }
 
-/// An item in the outbox: its number, where it goes, its blocks.
+/// One item's copy for one route: its number, where it goes, its blocks.
 pub(crate) struct Queued {
     pub n: i64,
     pub item: OutboxItem,
+    /// The frame's id (for items that keep a frame).
+    pub frame_id: Option<FrameId>,
     pub relay: RelayAddress,
     pub send_id: QueueId,
     pub secret: QueueSecret,
@@ -88,10 +113,14 @@ pub struct QueuedView {
     pub n: i64,
     /// The contact it is for.
     pub to: String,
+    /// The hosts it still goes to (comma-separated).
     pub relay: String,
     pub blocks: usize,
     /// Why the relay refused it (it waits for the user), if it did.
     pub held: Option<String>,
+    /// Stored by every host; kept until the contact's receipt comes (a hotline note).
+    #[serde(default)]
+    pub awaiting_receipt: bool,
 }
 
 /// How a flush of the outbox went.
@@ -107,91 +136,136 @@ pub struct FlushReport {
     pub unreachable: Vec<String>,
 }
 
-/// What the outbox holds, in order, with where each item goes and its blocks: items that
-/// keep a frame are cut for their contact's route (or take the blocks cut when it was sealed,
-/// from `cut`); items queued by earlier versions bring their blocks in their header. An item
+/// Blocks cut when their frames were sealed, by outbox row and route, until delivered.
+pub(crate) type CutCache = HashMap<(i64, QueueId), Vec<Vec<u8>>>;
+
+/// What the outbox holds, in order, as one copy per route still to deliver: items that keep a
+/// frame are cut for each usable route of their contact not yet done (or take the blocks cut
+/// when it was sealed, from `cut`); items with one destination bring their blocks. An item
 /// without blocks, or for a contact that is gone, was damaged.
-pub(crate) fn queued(
-    tx: &Tx<'_>,
-    contacts: &mut super::Contacts,
-    cut: &mut HashMap<i64, Vec<Vec<u8>>>,
-) -> Result<Vec<Queued>> {
+pub(crate) fn queued(tx: &Tx<'_>, contacts: &mut super::Contacts, cut: &mut CutCache) -> Result<Vec<Queued>> {
+    let now = now_ms();
     let items: Vec<OutboxRow<OutboxItem>> = tx.outbox()?;
-    items.into_iter().map(|(n, item, stored)| resolve(tx, contacts, cut, n, item, stored)).collect()
+    let mut out = Vec::new();
+    for (n, item, stored) in items {
+        out.extend(resolve(tx, contacts, cut, now, n, item, stored)?);
+    }
+    Ok(out)
 }
 
 fn resolve(
     tx: &Tx<'_>,
     contacts: &mut super::Contacts,
-    cut: &mut HashMap<i64, Vec<Vec<u8>>>,
+    cut: &mut CutCache,
+    now: u64,
     n: i64,
     mut item: OutboxItem,
     stored: Option<Vec<Vec<u8>>>,
-) -> Result<Queued> {
+) -> Result<Vec<Queued>> {
     let damaged = |why: &str| tx.damaged(format!("outbox item {n} {why}"));
     let stored = stored.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
-    let (route, blocks) = if item.frame {
-        if contacts.get(&item.contact).is_none() {
-            return Err(damaged("is for a contact the store no longer has"));
-        }
-        let route = contacts.session(tx, &item.contact)?.send_route.clone();
-        let blocks = match (cut.remove(&n), stored.as_slice()) {
-            (Some(blocks), _) => blocks,
-            (None, [frame]) => route.seal_blocks(frame)?.1,
-            (None, _) => return Err(damaged("has a damaged frame")),
-        };
-        ((route.relay, route.send_id, route.send_secret), blocks)
-    } else {
+    if !item.frame {
         let (Some(relay), Some(send_id), Some(secret)) =
             (item.relay.clone(), item.send_id, item.secret.clone())
         else {
             return Err(damaged("has no destination"));
         };
-        ((relay, send_id, secret), stored)
-    };
-    if blocks.is_empty() {
-        return Err(damaged("has no blocks"));
+        if stored.is_empty() {
+            return Err(damaged("has no blocks"));
+        }
+        return Ok(vec![Queued { n, item, frame_id: None, relay, send_id, secret, blocks: stored }]);
     }
-    let (relay, send_id, secret) = route;
-    Ok(Queued { n, item, relay, send_id, secret, blocks })
+    let [frame] = stored.as_slice() else { return Err(damaged("has a damaged frame")) };
+    let Some(contact) = contacts.get(&item.contact) else {
+        return Err(damaged("is for a contact the store no longer has"));
+    };
+    if item.resend_at.is_some_and(|at| now < at) {
+        return Ok(Vec::new());
+    }
+    let frame_id = Some(frame_id_of(frame));
+    let targets: Vec<Route> = contact
+        .routes
+        .iter()
+        .filter(|r| r.usable() && !item.stored.contains(&r.route.send_id))
+        .filter(|r| item.only.is_none_or(|only| only == r.route.send_id))
+        .map(|r| r.route.clone())
+        .collect();
+    let mut out = Vec::new();
+    for route in targets {
+        let blocks = match cut.remove(&(n, route.send_id)) {
+            Some(blocks) => blocks,
+            None => route.seal_blocks(frame)?.1,
+        };
+        out.push(Queued {
+            n,
+            item: item.clone(),
+            frame_id,
+            relay: route.relay,
+            send_id: route.send_id,
+            secret: route.send_secret,
+            blocks,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn list(tx: &Tx<'_>, contacts: &mut super::Contacts) -> Result<Vec<QueuedView>> {
-    Ok(queued(tx, contacts, &mut HashMap::new())?
-        .into_iter()
-        .map(|q| QueuedView {
-            n: q.n,
-            to: contacts.get(&q.item.contact).map_or_else(|| q.item.contact.clone(), |c| c.card.name.clone()),
-            relay: q.relay.to_string(),
-            blocks: q.blocks.len(),
-            held: q.item.held,
-        })
-        .collect())
+    let mut views: Vec<QueuedView> = Vec::new();
+    for (n, item, stored) in tx.outbox::<OutboxItem>()? {
+        if item.ephemeral {
+            continue;
+        }
+        let awaiting = item.awaiting_receipt();
+        let mut probe = item.clone();
+        probe.resend_at = None;
+        let copies = resolve(tx, contacts, &mut HashMap::new(), 0, n, probe, stored)?;
+        let relays: Vec<String> = copies.iter().map(|q| q.relay.to_string()).collect();
+        views.push(QueuedView {
+            n,
+            to: contacts.get(&item.contact).map_or_else(|| item.contact.clone(), |c| c.card.name.clone()),
+            relay: relays.join(", "),
+            blocks: copies.first().map_or(0, |q| q.blocks.len()),
+            held: item.held,
+            awaiting_receipt: awaiting,
+        });
+    }
+    Ok(views)
 }
 
-/// The relay refused the item: the contact's queue is gone (expired or deleted). Resending
-/// cannot help, so it leaves the outbox and the conversation says so.
-fn give_up(tx: &Tx<'_>, contacts: &super::Contacts, n: i64, contact: &str) -> Result<()> {
+/// No route is left that could take the item: it leaves the outbox and the conversation says
+/// why (for a Hello: the invitation was used; otherwise the contact's queues are gone).
+fn give_up(tx: &Tx<'_>, contacts: &super::Contacts, n: i64, item: &OutboxItem) -> Result<()> {
     tx.outbox_remove(n)?;
-    let name = contacts.get(contact).map_or("", |c| c.card.name.as_str()).to_owned();
-    let why = backchannel_party::Why::QueueGone { name };
-    tx.append_timeline(&Conversation::contact(contact, "").key, &Entry::rejected("the relay", why, now_ms()))
+    if item.ephemeral || item.any_route {
+        return Ok(());
+    }
+    let name = contacts.get(&item.contact).map_or("", |c| c.card.name.as_str()).to_owned();
+    let why = if item.hello { Why::InvitationUsed { name } } else { Why::QueueGone { name } };
+    let key = Conversation::contact(&item.contact, "").key;
+    tx.append_timeline(&key, &Entry::rejected("the relay", why, now_ms())).map(drop)
 }
 
-/// Groups items so each request carries the items of one destination queue, at most
+/// One request: its host, and the copies it carries (all for one destination queue).
+type Request = (RelayAddress, Vec<Queued>);
+
+/// Groups copies so each request carries the items of one destination queue, at most
 /// `MAX_BATCH` blocks (a larger item goes alone and the relay refuses it with a clear error).
-fn requests(items: Vec<Queued>) -> Vec<(RelayAddress, Vec<Queued>)> {
+/// Hotline traffic goes first; the rest in random order.
+fn requests(items: Vec<Queued>) -> Vec<Request> {
     let mut by_queue: BTreeMap<QueueId, (RelayAddress, Vec<Queued>)> = BTreeMap::new();
     for q in items {
         let slot = by_queue.entry(q.send_id).or_insert_with(|| (q.relay.clone(), Vec::new()));
         slot.1.push(q);
     }
     let mut out = Vec::new();
-    for (_, (relay, items)) in by_queue {
+    for (_, (relay, mut items)) in by_queue {
+        items.sort_by_key(|q| !q.item.flash);
         let mut chunk: Vec<Queued> = Vec::new();
         let mut blocks = 0;
         for q in items {
-            if !chunk.is_empty() && blocks + q.blocks.len() > MAX_BATCH {
+            if !chunk.is_empty()
+                && (blocks + q.blocks.len() > MAX_BATCH || q.item.flash != chunk[0].item.flash)
+            {
                 out.push((relay.clone(), std::mem::take(&mut chunk)));
                 blocks = 0;
             }
@@ -203,6 +277,7 @@ fn requests(items: Vec<Queued>) -> Vec<(RelayAddress, Vec<Queued>)> {
         }
     }
     shuffle(&mut out);
+    out.sort_by_key(|(_, chunk)| !chunk[0].item.flash);
     out
 }
 
@@ -216,48 +291,91 @@ fn shuffle<T>(items: &mut [T]) {
     }
 }
 
+/// What became of one copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Stored,
+    /// The queue is not there (gone, or never was).
+    Refused,
+    /// Try again later: the host is down or busy.
+    Later(String),
+    /// Refused for a reason a retry cannot fix by itself.
+    Held(String),
+}
+
+/// One copy's outcome, with what it was.
+pub(crate) struct Done {
+    pub n: i64,
+    pub item: OutboxItem,
+    pub frame_id: Option<FrameId>,
+    pub relay: RelayAddress,
+    pub send_id: QueueId,
+    pub outcome: Outcome,
+}
+
 impl Shared {
     /// Delivers what the outbox holds. Items a relay did not fully store stay.
     pub async fn flush(&self) -> Result<FlushReport> {
+        self.flush_where(|_| true).await
+    }
+
+    /// Delivers the items `wanted` picks: every host at once, so one that is down or slow
+    /// holds back nothing meant for the others; then records, in one write, what each host
+    /// did with each copy.
+    pub async fn flush_where(&self, wanted: impl Fn(&OutboxItem) -> bool) -> Result<FlushReport> {
         let mut cut = self.take_cut();
-        let items = self.with_core(|tx, contacts| queued(tx, contacts, &mut cut))?;
-        let mut report = FlushReport::default();
-        let (held, items): (Vec<Queued>, Vec<Queued>) =
-            items.into_iter().partition(|q| q.item.held.is_some());
-        report.held = held.len();
-        let mut down: Vec<RelayAddress> = Vec::new();
-        for (relay, chunk) in requests(items) {
-            if down.contains(&relay) {
-                report.still_queued += chunk.len();
-                continue;
-            }
-            match self.send_chunk(&relay, &chunk).await {
-                Ok((sent, refused)) => {
-                    report.sent += sent;
-                    report.refused += refused;
-                    report.still_queued += chunk.len() - sent - refused;
-                }
-                Err(e) if e.relay_down() || is_busy(&e) => {
-                    if !is_busy(&e) {
-                        down.push(relay);
-                    }
-                    report.unreachable.push(e.to_string());
-                    report.still_queued += chunk.len();
-                }
-                Err(e @ (ClientError::RelayRefused { .. } | ClientError::RelayProtocol { .. })) => {
-                    let why = e.to_string();
-                    self.write_unsynced(|tx| chunk.iter().try_for_each(|q| hold(tx, q, &why)))?;
-                    report.held += chunk.len();
-                }
-                Err(e) => return Err(e),
+        let copies = self.with_core(|tx, contacts| queued(tx, contacts, &mut cut))?;
+        let (held, copies): (Vec<Queued>, Vec<Queued>) =
+            copies.into_iter().filter(|q| wanted(&q.item)).partition(|q| q.item.held.is_some());
+        let mut by_relay: Vec<(RelayAddress, Vec<Request>)> = Vec::new();
+        for (relay, chunk) in requests(copies) {
+            match by_relay.iter_mut().find(|(r, _)| *r == relay) {
+                Some((_, list)) => list.push((relay, chunk)),
+                None => by_relay.push((relay.clone(), vec![(relay, chunk)])),
             }
         }
+        let sends = by_relay.into_iter().map(|(relay, chunks)| self.send_to(relay, chunks));
+        let done: Vec<Done> = futures_util::future::join_all(sends).await.into_iter().flatten().collect();
+        let mut report = self.settle(done)?;
+        report.held += held.len();
         Ok(report)
     }
 
-    /// Sends one request; returns how many items were stored (and removed), and how many
-    /// refused for good.
-    async fn send_chunk(&self, relay: &RelayAddress, chunk: &[Queued]) -> Result<(usize, usize)> {
+    /// Sends one host's requests in turn; the first failure that means the host is down ends
+    /// them (the rest wait for the next flush).
+    async fn send_to(&self, relay: RelayAddress, chunks: Vec<Request>) -> Vec<Done> {
+        let mut done = Vec::new();
+        let mut down: Option<String> = None;
+        for (_, chunk) in chunks {
+            let outcomes = match &down {
+                Some(why) => vec![Outcome::Later(why.clone()); chunk.len()],
+                None => match self.send_chunk(&relay, &chunk).await {
+                    Ok(outcomes) => outcomes,
+                    Err(e) if e.relay_down() || is_busy(&e) => {
+                        if !is_busy(&e) {
+                            down = Some(e.to_string());
+                        }
+                        vec![Outcome::Later(e.to_string()); chunk.len()]
+                    }
+                    Err(e) => vec![Outcome::Held(e.to_string()); chunk.len()],
+                },
+            };
+            for (q, outcome) in chunk.into_iter().zip(outcomes) {
+                done.push(Done {
+                    n: q.n,
+                    item: q.item,
+                    frame_id: q.frame_id,
+                    relay: q.relay,
+                    send_id: q.send_id,
+                    outcome,
+                });
+            }
+        }
+        done
+    }
+
+    /// Sends one request; returns what became of each copy in it.
+    async fn send_chunk(&self, relay: &RelayAddress, chunk: &[Queued]) -> Result<Vec<Outcome>> {
         let send_items: Vec<SendItem> = chunk
             .iter()
             .flat_map(|q| {
@@ -272,28 +390,57 @@ impl Shared {
         let results = client.send(send_items).await?.results;
         self.pool.keep(client).await;
         let mut offset = 0;
-        let (mut done, mut refused) = (Vec::new(), Vec::new());
-        for q in chunk {
-            let outcomes = results.get(offset..offset + q.blocks.len()).unwrap_or(&[]);
-            offset += q.blocks.len();
-            if outcomes.len() == q.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
-                done.push(q.n);
-            } else if outcomes.contains(&SendOutcome::Refused) {
-                refused.push((q.n, q.item.contact.as_str()));
+        Ok(chunk
+            .iter()
+            .map(|q| {
+                let outcomes = results.get(offset..offset + q.blocks.len()).unwrap_or(&[]);
+                offset += q.blocks.len();
+                if outcomes.len() == q.blocks.len() && outcomes.iter().all(|o| *o == SendOutcome::Stored) {
+                    Outcome::Stored
+                } else if outcomes.contains(&SendOutcome::Refused) {
+                    Outcome::Refused
+                } else {
+                    Outcome::Later("the queue is full".into())
+                }
+            })
+            .collect())
+    }
+
+    /// Records what each host did: routes' health, items done, given up or kept.
+    fn settle(&self, done: Vec<Done>) -> Result<FlushReport> {
+        let now = now_ms();
+        let mut report = FlushReport::default();
+        for d in &done {
+            if let Outcome::Later(why) = &d.outcome {
+                let text = format!("{}: {why}", d.relay);
+                if !report.unreachable.contains(&text) {
+                    report.unreachable.push(text);
+                }
             }
         }
-        // Not synced to disk on its own: if a crash forgets the removal, the item is sent
-        // again and the receiver drops the duplicate; the next durable commit covers it.
-        self.write_unsynced(|tx| {
-            done.iter().try_for_each(|n| tx.outbox_remove(*n))?;
+        let mut by_item: BTreeMap<i64, Vec<Done>> = BTreeMap::new();
+        for d in done {
+            by_item.entry(d.n).or_default().push(d);
+        }
+        // Not synced to disk on its own: if a crash forgets it, an item is sent again and
+        // the receiver drops the duplicate; the next durable commit covers it.
+        self.with_core_unsynced(|tx, contacts| {
+            for (n, copies) in by_item {
+                let item = copies[0].item.clone();
+                let fate = super::delivery::settle_item(tx, contacts, now, n, item, &copies)?;
+                match fate {
+                    super::delivery::Fate::Sent => report.sent += 1,
+                    super::delivery::Fate::Waits => report.still_queued += 1,
+                    super::delivery::Fate::Held => report.held += 1,
+                    super::delivery::Fate::GaveUp(item) => {
+                        give_up(tx, contacts, n, &item)?;
+                        report.refused += 1;
+                    }
+                }
+            }
             Ok(())
         })?;
-        if !refused.is_empty() {
-            self.write(|tx, contacts| {
-                refused.iter().try_for_each(|(n, contact)| give_up(tx, contacts, *n, contact))
-            })?;
-        }
-        Ok((done.len(), refused.len()))
+        Ok(report)
     }
 
     /// Drops an item the user gave up on (listed by `outbox`).
@@ -324,22 +471,6 @@ impl Shared {
 /// A busy relay (rate limited): the items wait, and the relay is tried again next time.
 fn is_busy(e: &ClientError) -> bool {
     matches!(e, ClientError::RelayRefused { error: ApiError::RateLimited | ApiError::QueueFull, .. })
-}
-
-fn hold(tx: &Tx<'_>, q: &Queued, why: &str) -> Result<()> {
-    tx.outbox_update(q.n, &OutboxItem { held: Some(why.to_owned()), ..clone_item(&q.item) })
-}
-
-fn clone_item(i: &OutboxItem) -> OutboxItem {
-    OutboxItem {
-        contact: i.contact.clone(),
-        relay: i.relay.clone(),
-        send_id: i.send_id,
-        secret: i.secret.clone(),
-        legacy_blocks: Vec::new(),
-        held: i.held.clone(),
-        frame: i.frame,
-    }
 }
 
 mod blocks_b64 {
@@ -381,11 +512,11 @@ mod tests {
         let (old, new) = (vec![vec![1u8; 1024], vec![2u8; 1024]], vec![vec![5u8; 1024]]);
         store
             .tx(|tx| {
-                let mut header = serde_json::to_value(OutboxItem::new("c1", &route())).unwrap();
+                let mut header = serde_json::to_value(OutboxItem::hello("c1", &route())).unwrap();
                 let b64: Vec<String> = old.iter().map(|b| base64_no_pad(b)).collect();
                 header["blocks"] = serde_json::json!(b64);
                 tx.outbox_push_legacy(&header)?;
-                tx.outbox_push(&OutboxItem::new("c2", &route()), &new)
+                tx.outbox_push(&OutboxItem::hello("c2", &route()), &new)
             })
             .unwrap();
         let items = store.tx(|tx| queued(tx, &mut Default::default(), &mut Default::default())).unwrap();
@@ -406,7 +537,8 @@ mod tests {
         let (a, b) = (route(), route());
         let item = |n, r: &Route, blocks| Queued {
             n,
-            item: OutboxItem::new("c", r),
+            item: OutboxItem::hello("c", r),
+            frame_id: None,
             relay: r.relay.clone(),
             send_id: r.send_id,
             secret: r.send_secret.clone(),

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::invite::{AcceptedInvite, PendingRecord};
 use super::ops::{channel_by_id, record_id};
+use super::routes::OutRoute;
 use super::{Batch, ContactRecord, Inbox};
 use crate::error::Result;
 use crate::store::Record;
@@ -42,11 +43,23 @@ const MAX_WAITING_FOR_HELLO: usize = 16;
 /// One of our receive queues and what its blocks are sealed under.
 #[derive(Clone, Debug)]
 pub(crate) struct InboxRef {
-    /// Contact id (or, before the handshake arrives, the pending invitation's id).
+    /// Contact id (or, before the handshake arrives, the pending invitation's id): frames are
+    /// taken in once per contact, whichever of its inboxes brings them.
     pub id: String,
     pub inbox: Inbox,
     pub key: SecretKey,
 }
+
+impl InboxRef {
+    /// This queue alone: frames are reassembled per queue (routes may cut them differently).
+    pub fn queue(&self) -> String {
+        backchannel_wire::hex_encode(&self.inbox.recv_id.0)
+    }
+}
+
+/// A duplicate that comes this long after the first copy is most likely a resend (its sender
+/// missed our receipt): it is confirmed again.
+pub(crate) const RECONFIRM_AFTER_MS: u64 = 2_000;
 
 /// Frames in progress, per inbox, with the relay seqs of their blocks.
 #[derive(Default)]
@@ -91,6 +104,7 @@ impl Batch<'_, '_> {
             self.receive_one(rx, inbox, item, &mut out)?;
         }
         self.expire_partial(rx, inbox, &mut out)?;
+        self.send_receipts()?;
         Ok(out)
     }
 
@@ -122,13 +136,15 @@ impl Batch<'_, '_> {
                 return self.reject(&inbox.id, Why::Message { fault: MessageFault::from(&e) });
             }
         };
-        if self.tx.was_seen(&inbox.id, &fragment.frame_id)? {
+        if let Some(first) = self.tx.seen_at(&inbox.id, &fragment.frame_id)? {
             out.acks.push(item.seq);
+            self.heard_on(inbox);
+            self.reconfirm(&inbox.id, &fragment.frame_id, first)?;
             let conversation = Conversation::contact(&inbox.id, &self.label(&inbox.id));
             self.events.push(Event::Duplicate { conversation });
             return Ok(());
         }
-        let partial = rx.partial.entry(inbox.id.clone()).or_default();
+        let partial = rx.partial.entry(inbox.queue()).or_default();
         partial.seqs.entry(fragment.frame_id).or_default().insert(item.seq);
         let whole = match partial.reassembler.push(fragment) {
             Ok(w) => w,
@@ -139,7 +155,7 @@ impl Batch<'_, '_> {
         };
         let Some((frame_id, frame)) = whole else { return Ok(()) };
         let frame_seqs = partial.seqs.remove(&frame_id).unwrap_or_default();
-        self.forget_partial(&inbox.id, &frame_id)?;
+        self.forget_partial(&inbox.queue(), &frame_id)?;
         if self.waits_for_handshake(&inbox.id, &frame)? {
             if partial.waiting_for_hello < MAX_WAITING_FOR_HELLO {
                 partial.waiting_for_hello += 1;
@@ -160,7 +176,7 @@ impl Batch<'_, '_> {
             return Ok(());
         }
         let id = inbox.id.clone();
-        match self.isolated(|b| b.process_frame(&id, &frame)) {
+        match self.isolated(|b| b.process_frame(&id, inbox, &frame_id, &frame)) {
             Ok(()) => Ok(()),
             Err(e) if e.is_storage() => Err(e),
             Err(e) => self
@@ -185,11 +201,11 @@ impl Batch<'_, '_> {
     /// beyond the bounds, their pieces are acknowledged (so they leave the relay) and the
     /// conversation says a message arrived incomplete.
     fn expire_partial(&mut self, rx: &mut Receiver, inbox: &InboxRef, out: &mut Received) -> Result<()> {
-        let Some(partial) = rx.partial.get_mut(&inbox.id) else { return Ok(()) };
+        let Some(partial) = rx.partial.get_mut(&inbox.queue()) else { return Ok(()) };
         if partial.seqs.is_empty() {
             return Ok(());
         }
-        let mut record = self.tx.load::<PartialRecord>(&inbox.id)?.unwrap_or_default();
+        let mut record = self.tx.load::<PartialRecord>(&inbox.queue())?.unwrap_or_default();
         let now = self.now_ms;
         let mut open: Vec<(String, u64)> = partial
             .seqs
@@ -219,7 +235,7 @@ impl Batch<'_, '_> {
             !drop
         });
         record.0 = open.into_iter().filter(|(k, _)| !stale.contains(k)).collect();
-        self.tx.save(&inbox.id, &record)?;
+        self.tx.save(&inbox.queue(), &record)?;
         if dropped > 0 {
             self.reject(&inbox.id, Why::Incomplete { frames: dropped })?;
         }
@@ -227,9 +243,9 @@ impl Batch<'_, '_> {
     }
 
     /// One whole frame.
-    fn process_frame(&mut self, id: &str, frame: &[u8]) -> Result<()> {
+    fn process_frame(&mut self, id: &str, inbox: &InboxRef, frame_id: &FrameId, frame: &[u8]) -> Result<()> {
         if self.contacts.get(id).is_some() {
-            return self.from_contact(id, frame);
+            return self.contact_frame(id, inbox, frame_id, frame);
         }
         if let Some(pending) = self.tx.load::<PendingRecord>(id)? {
             return self.answer_invitation(id, &pending.0, frame);
@@ -237,7 +253,15 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    fn from_contact(&mut self, id: &str, frame: &[u8]) -> Result<()> {
+    /// A frame from `inbox`'s contact came in on it: the route is alive.
+    fn heard_on(&mut self, inbox: &InboxRef) {
+        let now = self.now_ms;
+        if let Some(i) = self.contacts.get_mut(&inbox.id).and_then(|c| c.inbox_mut(&inbox.inbox.recv_id)) {
+            i.heard_ms = Some(now);
+        }
+    }
+
+    fn contact_frame(&mut self, id: &str, inbox: &InboxRef, frame_id: &FrameId, frame: &[u8]) -> Result<()> {
         let session = self.contacts.session(self.tx, id)?;
         let opened = session.open(frame);
         let msg = match opened {
@@ -245,6 +269,11 @@ impl Batch<'_, '_> {
             Err(e) => return self.reject(id, Why::Message { fault: MessageFault::from(&e) }),
         };
         self.touch_session(id);
+        self.heard_on(inbox);
+        if msg.kind == Kind::Control {
+            return self.on_control(id, inbox, &msg);
+        }
+        self.confirm_later(id, frame_id)?;
         let ctx = self.ctx();
         let Some(contact) = self.contacts.get_mut(id) else { return Ok(()) };
         let from = contact.card.clone();
@@ -315,17 +344,16 @@ impl Batch<'_, '_> {
             Ok(done) => done,
             Err(e) => return self.reject(id, Why::InvitationAnswer { fault: MessageFault::from(&e) }),
         };
-        // Peers do not choose which hosts we connect to: the reply queue is on the relay the
-        // invitation named, with the blocks that relay uses.
-        if hello.reply.relay != pending.route.relay || hello.reply.block_size != pending.route.block_size {
+        // Peers do not choose which hosts we connect to: a reply route is used at once only
+        // on a host the invitation named (with the blocks that host uses), or one we use or
+        // allowed; at least one must be.
+        if !hello.routes().iter().any(|r| on_invitation_host(pending, r)) {
             return self.reject(id, Why::ReplyElsewhere { relay: hello.reply.relay.to_string() });
         }
-        let inbox = Inbox {
-            relay: pending.route.relay.clone(),
-            recv_id: pending.recv_id,
-            recv_secret: pending.recv_secret.clone(),
-        };
-        let contact = ContactRecord::new(hello.card.clone(), inbox, self.now_ms);
+        let mut contact =
+            ContactRecord::new(hello.card.clone(), invitation_inboxes(pending), Vec::new(), self.now_ms);
+        contact.routes = self.hello_routes(pending, &hello)?;
+        contact.lines.control = hello.more.is_some();
         self.save_identity(&identity)?;
         self.tx.remove::<PendingRecord>(id)?;
         self.tx.save(id, &AcceptedInvite(self.now_ms))?;
@@ -342,8 +370,56 @@ impl Batch<'_, '_> {
         let conversation = Conversation::contact(id, &card.name);
         self.tx.append_timeline(&conversation.key, &entry)?;
         self.events.push(Event::Entry { conversation, entry });
+        // The invitation's queues were a capability in a text: move to fresh ones, announced
+        // inside the session only, and delete those once the contact has moved.
+        let relays = invitation_inboxes(pending).into_iter().map(|i| i.relay).collect();
+        super::control::schedule(self.tx, id, super::control::RotateRecord::fresh(relays))?;
         Ok(())
     }
+
+    /// The Hello's routes we may use: those on the invitation's hosts at once, those elsewhere
+    /// only on hosts we use or allowed (the others wait for the user, who is told).
+    fn hello_routes(
+        &mut self,
+        pending: &PendingInvitation,
+        hello: &backchannel_proto::message::Hello,
+    ) -> Result<Vec<OutRoute>> {
+        let mut routes = Vec::new();
+        for route in hello.routes() {
+            let mut out = OutRoute::new(route.clone());
+            if !on_invitation_host(pending, &route) {
+                let relay = route.relay.to_string();
+                out.needs_allow = !super::relays::known(self.tx, self.contacts, &relay)?;
+                if out.needs_allow {
+                    let why = Why::RouteNeedsAllow { name: hello.card.name.clone(), relay };
+                    self.events.push(Event::Entry {
+                        conversation: Conversation::contact("", &hello.card.name),
+                        entry: Entry::rejected(&hello.card.name, why, self.now_ms),
+                    });
+                }
+            }
+            routes.push(out);
+        }
+        Ok(routes)
+    }
+}
+
+/// The invitation's queues, as the new contact's inboxes (until it moves to fresh ones).
+fn invitation_inboxes(pending: &PendingInvitation) -> Vec<Inbox> {
+    let first =
+        Inbox::new(pending.route.relay.clone(), pending.recv_id, pending.recv_secret.clone(), &pending.route);
+    let more = pending
+        .more
+        .iter()
+        .map(|q| Inbox::new(q.route.relay.clone(), q.recv_id, q.recv_secret.clone(), &q.route));
+    std::iter::once(first).chain(more).collect()
+}
+
+/// A route on one of the invitation's hosts, with the blocks that host uses.
+fn on_invitation_host(pending: &PendingInvitation, route: &backchannel_proto::message::Route) -> bool {
+    std::iter::once(&pending.route)
+        .chain(pending.more.iter().map(|q| &q.route))
+        .any(|r| r.relay == route.relay && r.block_size == route.block_size)
 }
 
 fn kind_byte(kind: Kind) -> u8 {

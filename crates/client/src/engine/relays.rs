@@ -23,8 +23,13 @@ const ID: &str = "self";
 
 /// Whether `relay` (an address as text) is one this party already uses or allowed.
 pub(crate) fn known(tx: &Tx<'_>, contacts: &Contacts, relay: &str) -> Result<bool> {
-    let ours = contacts.iter().any(|(_, c)| c.inbox.relay.to_string() == relay);
-    let pending = tx.load_all::<PendingRecord>()?.iter().any(|(_, p)| p.0.route.relay.to_string() == relay);
+    let ours = contacts.iter().any(|(_, c)| {
+        c.inboxes.iter().any(|i| i.relay.to_string() == relay)
+            || c.routes.iter().any(|r| !r.needs_allow && r.route.relay.to_string() == relay)
+    });
+    let pending = tx.load_all::<PendingRecord>()?.iter().any(|(_, p)| {
+        p.0.route.relay.to_string() == relay || p.0.more.iter().any(|q| q.route.relay.to_string() == relay)
+    });
     let allowed = tx.load::<AllowedRelays>(ID)?.is_some_and(|a| a.0.iter().any(|r| r == relay));
     Ok(ours || pending || allowed)
 }

@@ -70,20 +70,25 @@ impl Shared {
 
     /// We joined after `to`: invite it, through the creator.
     async fn introduce(&self, channel: ChannelId, to: MemberKey) -> Result<()> {
-        let relay = self.read(|tx, contacts| {
-            let Some(ch) = channel_by_id(tx, &channel)? else { return Ok(None) };
+        let relays = self.read(|tx, contacts| {
+            let Some(ch) = channel_by_id(tx, &channel)? else { return Ok(Vec::new()) };
             let wanted = !ch.removed && ch.state.member(&to).is_some() && contacts.id_of(&to).is_none();
             let creator = contacts.id_of(&ch.state.creator).and_then(|id| contacts.get(id));
-            Ok(creator.filter(|_| wanted).map(|c| c.inbox.relay.clone()))
+            let relays = creator
+                .filter(|_| wanted)
+                .map(|c| c.inboxes.iter().filter(|i| i.current()).map(|i| i.relay.clone()).collect());
+            Ok(relays.unwrap_or_default())
         })?;
-        let Some(relay) = relay else { return Ok(()) };
-        // Our invitation's queue lives on the relay we already use with the creator.
+        if relays.is_empty() {
+            return Ok(());
+        }
+        // Our invitation's queues live on the hosts we already use with the creator.
         let ttl = self.config().introduction_ttl_secs;
-        let invitation = self.invite(&relay, ttl).await?;
+        let invitation = self.invite(&relays, ttl).await?;
         self.batch(|b| {
             let Some(ch) = channel_by_id(b.tx, &channel)? else { return Ok(()) };
             let body = ChannelBody::Introduce { from: b.me.party(), to, invitation };
-            b.seal_to(&[ch.state.creator], channel, Kind::Channel, &body.encode())
+            b.seal_to(&[ch.state.creator], channel, Kind::Channel, &body.encode()).map(drop)
         })
     }
 
@@ -98,12 +103,14 @@ impl Shared {
         if self.read(|_, contacts| Ok(contacts.id_of(&from).is_some()))? {
             return Ok(());
         }
-        let relay = invitation.route.relay.to_string();
-        if !self.read(|tx, contacts| super::relays::known(tx, contacts, &relay))? {
-            let why = backchannel_party::Why::IntroductionRelayUnknown { name: member.card.name, relay };
-            return Err(why.into());
+        let hosts = std::iter::once(&invitation.route).chain(&invitation.more_routes);
+        for relay in hosts.map(|r| r.relay.to_string()) {
+            if !self.read(|tx, contacts| super::relays::known(tx, contacts, &relay))? {
+                let why = backchannel_party::Why::IntroductionRelayUnknown { name: member.card.name, relay };
+                return Err(why.into());
+            }
         }
-        self.accept(text).await?;
+        self.accept(text, &[]).await?;
         self.batch(|b| {
             let step = ch.connected(&b.ctx(), &member.card);
             b.apply(step)

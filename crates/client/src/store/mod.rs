@@ -287,14 +287,15 @@ impl Tx<'_> {
         rows.into_iter().map(|(id, v)| Ok((id.clone(), self.open(&format!("{kind}/{id}"), &v)?))).collect()
     }
 
-    pub fn append_timeline<T: Serialize>(&self, contact: &str, entry: &T) -> Result<()> {
+    /// Appends an entry; returns its number.
+    pub fn append_timeline<T: Serialize>(&self, contact: &str, entry: &T) -> Result<i64> {
         let n = self.next_row("timeline")?;
         let sealed = self.seal(&format!("timeline/{n}/{contact}"), entry)?;
         self.inner
             .prepare_cached("INSERT INTO timeline (n, contact, v) VALUES (?1, ?2, ?3)")
             .and_then(|mut st| st.execute(params![n, contact, sealed]))
             .map_err(|e| self.err(&e))?;
-        Ok(())
+        Ok(n)
     }
 
     pub fn timeline<T: DeserializeOwned>(&self, contact: &str) -> Result<Vec<T>> {
@@ -406,14 +407,19 @@ impl Tx<'_> {
     }
 
     pub fn was_seen(&self, scope: &str, frame_id: &[u8]) -> Result<bool> {
+        Ok(self.seen_at(scope, frame_id)?.is_some())
+    }
+
+    /// When a frame was first processed, if it was.
+    pub fn seen_at(&self, scope: &str, frame_id: &[u8]) -> Result<Option<u64>> {
         let digest = hmac(&self.seen_key.0, &[scope.as_bytes(), b"/", frame_id].concat());
         let found: Option<i64> = self
             .inner
-            .prepare_cached("SELECT 1 FROM seen WHERE digest = ?1")
+            .prepare_cached("SELECT at FROM seen WHERE digest = ?1")
             .and_then(|mut st| st.query_row([digest.as_slice()], |r| r.get(0)))
             .optional()
             .map_err(|e| self.err(&e))?;
-        Ok(found.is_some())
+        Ok(found.map(|at| at as u64))
     }
 }
 

@@ -10,7 +10,7 @@ mod receive;
 mod shuttle;
 
 use backchannel_proto::channel::{
-    ChannelState, Member, MemberKey, Mode, Phase, PhasePolicy, PhaseVote, Role,
+    ChannelState, Hotline, Member, MemberKey, Mode, Phase, PhasePolicy, PhaseVote, Role,
 };
 use backchannel_proto::identity::{Card, safety_number};
 use backchannel_proto::message::Kind;
@@ -115,10 +115,15 @@ impl Channel {
         mode: Mode,
         role: Role,
         retention_secs: Option<u64>,
+        hotline: Option<Hotline>,
     ) -> Outcome<(Channel, Step)> {
         let mut state = ChannelState::new(name, mode, ctx.me.clone(), role)?;
         if let Some(secs) = retention_secs {
             state.policies[Phase::Exploratory as usize].retention_secs = Some(secs);
+        }
+        if let Some(h) = hotline {
+            h.check()?;
+            state.hotline = Some(h);
         }
         let channel = Channel::new(state);
         let mut step = Step::none();

@@ -72,6 +72,7 @@ pub fn state() -> ChannelState {
         phase: Phase::Drafting,
         policies: PhasePolicy::defaults(),
         vote: PhaseVote::default(),
+        hotline: None,
     }
 }
 

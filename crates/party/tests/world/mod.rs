@@ -246,7 +246,7 @@ impl World {
         let now_ms = self.tick();
         let party = &mut self.parties[who];
         let ctx = Ctx { me: &party.card, now_ms };
-        let (channel, step) = Channel::create(&ctx, name, mode, role, None).unwrap();
+        let (channel, step) = Channel::create(&ctx, name, mode, role, None, None).unwrap();
         let id = channel.state.id;
         party.channels.insert(id, save(&channel));
         self.apply(who, step);
