@@ -110,7 +110,8 @@
     }
     refreshing = true;
     try {
-      const r = await fetch(location.href, { headers: { "x-requested-with": "fetch" } });
+      // The page's own address: after a form, the address bar may show where it was posted.
+      const r = await fetch(live.dataset.src || location.href, { headers: { "x-requested-with": "fetch" } });
       if (!r.ok) return;
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       const fresh = $("#live", doc);

@@ -5,8 +5,9 @@
 //! - the first load carries `?token=…`, exchanged for an HttpOnly, SameSite=Strict cookie and
 //!   a redirect to the same address without it; without the cookie nothing but the stylesheet
 //!   is served;
-//! - a request that changes anything (every method but GET and HEAD) must carry the app's own
-//!   Origin;
+//! - a request that changes anything (every method but GET and HEAD) must come from the app's
+//!   own pages: its Origin, or (as browsers send under `no-referrer`) `Origin: null` with
+//!   `Sec-Fetch-Site: same-origin`;
 //! - every answer forbids caching, framing, referrers and any script, style, image or
 //!   connection that is not the app's own.
 
@@ -147,6 +148,17 @@ fn without_token(path: &str, query: &str) -> String {
     if rest.is_empty() { path.to_owned() } else { format!("{path}?{}", rest.join("&")) }
 }
 
+/// Whether a request that changes something comes from the app's own pages. Under
+/// `Referrer-Policy: no-referrer` browsers send `Origin: null` on such requests, so a `null`
+/// (or absent) Origin counts only with `Sec-Fetch-Site: same-origin`, which pages cannot set.
+fn same_origin(headers: &HeaderMap, hosts: &[String]) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match text("origin") {
+        Some("null") | None => text("sec-fetch-site") == Some("same-origin"),
+        Some(origin) => hosts.iter().any(|h| origin.eq_ignore_ascii_case(&format!("http://{h}"))),
+    }
+}
+
 pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let mut response = check(&app, request, next).await;
     harden(response.headers_mut());
@@ -179,11 +191,8 @@ async fn check(app: &App, request: Request, next: Next) -> Response {
     if !signed_in && !public {
         return crate::layout::unauthorized();
     }
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();
-        if !hosts.iter().any(|h| origin.eq_ignore_ascii_case(&format!("http://{h}"))) {
-            return plain(StatusCode::FORBIDDEN, "A request from another site was refused.\n");
-        }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) && !same_origin(request.headers(), &hosts) {
+        return plain(StatusCode::FORBIDDEN, "A request from another site was refused.\n");
     }
     next.run(request).await
 }
@@ -199,6 +208,24 @@ mod tests {
         assert!(!token.matches(&"ab".repeat(31)));
         assert!(!token.matches(&format!("{}ac", "ab".repeat(31))));
         assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn only_our_own_pages_change_things() {
+        let hosts = vec!["127.0.0.1:4680".to_owned(), "localhost:4680".to_owned()];
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&with(&[("origin", "http://127.0.0.1:4680")]), &hosts));
+        assert!(same_origin(&with(&[("origin", "null"), ("sec-fetch-site", "same-origin")]), &hosts));
+        assert!(!same_origin(&with(&[("origin", "null"), ("sec-fetch-site", "cross-site")]), &hosts));
+        assert!(!same_origin(&with(&[("origin", "http://evil.example")]), &hosts));
+        assert!(!same_origin(&with(&[("origin", "http://127.0.0.1:4681")]), &hosts));
+        assert!(!same_origin(&with(&[]), &hosts));
     }
 
     #[test]

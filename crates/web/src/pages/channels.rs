@@ -39,7 +39,7 @@ fn render_list(engine: &Engine, problem: Option<&Problem>) -> Response {
     let shown = Shown(problem);
     let body = html! {
         h1 { "Channels" }
-        section #live aria-labelledby="list-h" {
+        section #live data-src="/channels" aria-labelledby="list-h" {
             h2 #list-h { "Your channels" }
             @if all.is_empty() {
                 p { "No channels yet. Create one below, then add your contacts to it." }
@@ -155,7 +155,7 @@ fn render_members(engine: &Engine, name: &str, problem: Option<&Problem>) -> Res
         .collect();
     let body = html! {
         (channel_head(name, &view, Tab::Members))
-        section #live aria-labelledby="members-h" {
+        section #live data-src={ "/channels/" (s) "/members" } aria-labelledby="members-h" {
             h2 #members-h { "Members" }
             (shown.error("remove"))
             table {

@@ -41,7 +41,7 @@ fn render(engine: &Engine, invitation: Option<&str>, problem: Option<&Problem>) 
     let body = html! {
         h1 { "Contacts" }
         p.sub { "You are " (who(&me.name, &me.side)) "." }
-        section #live aria-labelledby="contacts-h" {
+        section #live data-src="/contacts" aria-labelledby="contacts-h" {
             h2 #contacts-h { "Your contacts" }
             @if contacts.is_empty() {
                 p { "No contacts yet. Invite someone below, or accept an invitation you were given." }
@@ -192,7 +192,7 @@ fn one(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
     let body = html! {
         h1 { (who(&contact.name, &contact.side)) }
         p.sub { (verified_badge(contact.verified)) " · relay " code { (peer(&contact.relay)) } " · " a href={ "/talk/" (r) } { "Talk" } }
-        section #live.card aria-labelledby="sn-h" {
+        section #live.card data-src={ "/contacts/" (r) } aria-labelledby="sn-h" {
             h2 #sn-h { "Safety number" }
             p { "Compare this number with " bdi { (peer(&contact.name)) } " by phone or in person: if theirs "
                 "shows the same digits, nobody stands between you. In person, one of you can scan the other's code." }

@@ -58,6 +58,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/agreements/verify/zip", post(agreements::zip))
         .route("/events", get(crate::live::events))
         .route("/assets/{file}", get(crate::assets::serve))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))

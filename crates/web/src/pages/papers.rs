@@ -44,7 +44,7 @@ fn render_list(engine: &Engine, name: &str, problem: Option<&Problem>) -> Respon
     let body = html! {
         (channel_head(name, &view, Tab::Papers))
         p.sub { "A non-paper is a draft nobody signs and nobody is named on: each version shows what changed, not who changed it." }
-        section #live aria-labelledby="papers-h" {
+        section #live data-src={ "/channels/" (s) "/papers" } aria-labelledby="papers-h" {
             h2 #papers-h { "Drafts" }
             @if titles.is_empty() { p { "No non-papers yet." } }
             @for (title, versions) in &titles {

@@ -32,7 +32,7 @@ fn render(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
     let next = view.phase.next();
     let body = html! {
         (channel_head(name, &view, Tab::Phase))
-        section #live.card aria-labelledby="now-h" {
+        section #live.card data-src={ "/channels/" (seg(name)) "/phase" } aria-labelledby="now-h" {
             h2 #now-h { "Now: " (words::phase(view.phase)) }
             p { "In this phase " (words::policy(&view.policy)) "." }
             ol.phases aria-label="The phases, in order" {

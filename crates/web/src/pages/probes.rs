@@ -36,7 +36,7 @@ fn render(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
         (channel_head(name, &view, Tab::Probes))
         p.sub { "A probe tells both sides whether their private positions overlap, and nothing more. "
             "Each side's number or list stays on its own computer." }
-        section #live aria-labelledby="budget-h" {
+        section #live data-src={ "/channels/" (seg(name)) "/probes" } aria-labelledby="budget-h" {
             h2 #budget-h { "Budget" }
             (budget(&probes))
             h2 { "Probes" }

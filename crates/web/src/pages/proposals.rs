@@ -34,7 +34,7 @@ fn render(engine: &Engine, name: &str, problem: Option<&Problem>, done: Option<&
         p.sub { "A proposal is a text put to the sides that must sign it. Ratifying signs it with your seal: "
             "unlike notes, a ratification can be checked by anyone, and cannot be denied later." }
         @if let Some(done) = done { div.done role="status" { (done) } }
-        section #live aria-labelledby="proposals-h" {
+        section #live data-src={ "/channels/" (seg(name)) "/proposals" } aria-labelledby="proposals-h" {
             h2 #proposals-h { "Proposals" }
             @if proposals.is_empty() { p { "No proposals yet." } }
             @for p in &proposals { (proposal(engine, name, p, &shown)) }
