@@ -96,35 +96,61 @@
     });
   }
 
-  // The live part of a page (outside any form being filled in) is drawn again when told.
+  // The live part of a page is drawn again when told, unless something in it is being filled
+  // in (then once the reader leaves it). A nudge during a refresh runs another one after it.
   let refreshing = false;
+  let again = false;
+  let stale = false;
+  const edited = (el) =>
+    el.tagName === "SELECT"
+      ? Array.from(el.options).some((o) => o.selected !== o.defaultSelected)
+      : el.type === "checkbox" || el.type === "radio"
+        ? el.checked !== el.defaultChecked
+        : el.type !== "hidden" && el.value !== el.defaultValue;
   async function refreshLive() {
     const live = $("#live");
-    if (!live || refreshing) return;
-    const busy = $$("input, textarea, select", live).some(
-      (el) => el === document.activeElement || (el.type !== "hidden" && el.value !== el.defaultValue),
-    );
-    if (busy) {
+    if (!live) return;
+    if (refreshing) { again = true; return; }
+    // Busy: something in it is being filled in, or it shows a problem the reader must see.
+    const busy = () =>
+      $(".problem:not([hidden])", live) !== null ||
+      $$("input, textarea, select", live).some((el) => el === document.activeElement || edited(el));
+    const wait = () => {
+      stale = true;
       say("Something changed; it shows once you finish here.");
-      return;
-    }
+    };
+    if (busy()) return wait();
     refreshing = true;
+    stale = false;
     try {
       // The page's own address: after a form, the address bar may show where it was posted.
       const r = await fetch(live.dataset.src || location.href, { headers: { "x-requested-with": "fetch" } });
-      if (!r.ok) return;
-      const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-      const fresh = $("#live", doc);
-      if (fresh) {
-        live.replaceChildren(...fresh.childNodes);
-        localTimes(live);
+      if (r.ok) {
+        const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+        const fresh = $("#live", doc);
+        // The reader may have started typing while this was on its way.
+        if (busy()) wait();
+        else if (fresh) {
+          live.replaceChildren(...fresh.childNodes);
+          localTimes(live);
+        }
+        // Lines elsewhere on the page that say the same state (a channel's phase).
+        $$("[data-live][id]").forEach((el) => {
+          const other = doc.getElementById(el.id);
+          if (other) el.replaceChildren(...other.childNodes);
+        });
       }
     } catch (e) {
       // The stream's own reconnection says so.
     } finally {
       refreshing = false;
+      if (again) { again = false; refreshLive(); }
     }
   }
+  document.addEventListener("focusout", (e) => {
+    const live = $("#live");
+    if (stale && live && live.contains(e.target)) setTimeout(refreshLive, 0);
+  });
 
   function nearBottom() {
     return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
@@ -142,8 +168,9 @@
     es.addEventListener("hello", () => {
       backoff = 500;
       say(lost ? "Reconnected." : "");
-      if (lost && !timeline) refreshLive();
       lost = false;
+      // What changed between drawing the page and subscribing is drawn now.
+      if (!timeline) refreshLive();
     });
     es.addEventListener("link", (e) => say(e.data));
     es.addEventListener("locked", () => {

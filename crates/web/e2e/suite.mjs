@@ -18,7 +18,7 @@ const env = (name) => {
   return v;
 };
 const A_URL = env("A_URL"), B_URL = env("B_URL"), RELAY = env("RELAY"), PASS = env("PASSPHRASE");
-const OUT = env("OUT"), SHOTS = env("SHOTS");
+const OUT = env("OUT"), SHOTS = env("SHOTS"), FAILURES = env("FAILURES");
 const originOf = (u) => new URL(u).origin;
 const A = originOf(A_URL), B = originOf(B_URL);
 const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
@@ -285,8 +285,8 @@ try {
   await pa.click("form#propose button[type=submit]");
   await pa.waitForSelector("article.proposal");
   // The confirmation is required: without it, nothing is signed.
-  await pa.evaluate(() => document.querySelector("form.ratify input[type=checkbox]").removeAttribute("required"));
-  await pa.click("form.ratify button");
+  // (submit() skips the browser's own check of the required box, as a script or an old browser would)
+  await Promise.all([pa.waitForNavigation(), pa.evaluate(() => document.querySelector("form.ratify").submit())]);
   await pa.waitForSelector("form.ratify .problem:has-text('Tick the box first')");
   await pa.check("form.ratify input[type=checkbox]");
   await pa.click("form.ratify button");
@@ -336,8 +336,9 @@ try {
 } catch (e) {
   console.error(`FAILED at "${step}": ${e.stack || e}`);
   for (const [name, page] of [["a", pa], ["b", pb]]) {
-    await page.screenshot({ path: path.join(OUT, `failure-${name}.png`), fullPage: true }).catch(() => {});
-    console.error(`page ${name}: ${page.url()}`);
+    const shot = path.join(FAILURES, `failure-${name}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+    console.error(`page ${name}: ${page.url()} (screenshot ${shot})`);
   }
   process.exitCode = 1;
 } finally {

@@ -3,17 +3,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use backchannel_client::{ClientError, Engine, EngineConfig, Passphrase};
 use tokio::sync::watch;
 
 use crate::guard::Token;
 
+/// How long a start waits for a home another app is letting go of.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 pub(crate) struct App {
     pub home: PathBuf,
     config: EngineConfig,
-    engine: OnceLock<Engine>,
+    engine: RwLock<Option<Engine>>,
     /// One unlock or creation at a time (each costs an Argon2id derivation).
     unlocking: tokio::sync::Mutex<()>,
     pub token: Token,
@@ -30,7 +34,7 @@ impl App {
         Self {
             home,
             config,
-            engine: OnceLock::new(),
+            engine: RwLock::new(None),
             unlocking: tokio::sync::Mutex::new(()),
             token,
             addr,
@@ -39,8 +43,8 @@ impl App {
         }
     }
 
-    pub fn engine(&self) -> Result<&Engine, Locked> {
-        self.engine.get().ok_or(Locked)
+    pub fn engine(&self) -> Result<Engine, Locked> {
+        self.engine.read().ok().and_then(|e| e.clone()).ok_or(Locked)
     }
 
     /// Whether the home holds a party already (else the first screen creates one).
@@ -56,28 +60,53 @@ impl App {
         }
     }
 
+    /// Stops the engine; the app lets go of it, so the home is free once its last
+    /// connection has ended.
     pub async fn stop(&self) {
         self.stop.send_replace(true);
+        if let Ok(mut engine) = self.engine.write() {
+            engine.take();
+        }
         let runner = self.runner.lock().ok().and_then(|mut r| r.take());
         if let Some(runner) = runner {
             let _ = runner.await;
         }
     }
 
+    /// Unlocks at start (with a passphrase from the environment). A home still held by an
+    /// app that is stopping (a restart) is waited for, as a CLI command waits for a short one.
     pub async fn unlock_at_start(&self, passphrase: Passphrase) -> Result<(), ClientError> {
         if !self.exists() {
             return Ok(());
         }
-        self.unlock(passphrase).await
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let passphrase = Arc::new(passphrase);
+        loop {
+            match self.open_shared(passphrase.clone()).await {
+                Err(ClientError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the party with `passphrase` and starts its engine.
     pub async fn unlock(&self, passphrase: Passphrase) -> Result<(), ClientError> {
+        self.open_shared(Arc::new(passphrase)).await
+    }
+
+    async fn open_shared(&self, passphrase: Arc<Passphrase>) -> Result<(), ClientError> {
         self.open_with(move |home, config| Engine::open(&home, &passphrase, config)).await
     }
 
     /// Creates the party and starts its engine.
-    pub async fn create(&self, passphrase: Passphrase, name: String, side: String) -> Result<(), ClientError> {
+    pub async fn create(
+        &self,
+        passphrase: Passphrase,
+        name: String,
+        side: String,
+    ) -> Result<(), ClientError> {
         self.open_with(move |home, config| Engine::init(&home, &passphrase, &name, &side, config)).await
     }
 
@@ -86,7 +115,7 @@ impl App {
         open: impl FnOnce(PathBuf, EngineConfig) -> Result<Engine, ClientError> + Send + 'static,
     ) -> Result<(), ClientError> {
         let _one = self.unlocking.lock().await;
-        if self.engine.get().is_some() {
+        if self.engine().is_ok() {
             return Ok(());
         }
         let (home, config) = (self.home.clone(), self.config.clone());
@@ -94,7 +123,9 @@ impl App {
             .await
             .map_err(|e| ClientError::Local { why: e.to_string() })??;
         self.run(engine.clone());
-        let _ = self.engine.set(engine);
+        if let Ok(mut slot) = self.engine.write() {
+            *slot = Some(engine);
+        }
         Ok(())
     }
 

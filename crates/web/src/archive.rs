@@ -51,7 +51,10 @@ pub fn unzip(bytes: &[u8]) -> Result<Files, String> {
         }
         let mut data = Vec::new();
         // Declared sizes can lie: read one byte past the limit at most.
-        file.by_ref().take(MAX_FILE + 1).read_to_end(&mut data).map_err(|e| format!("the zip is damaged ({e})"))?;
+        file.by_ref()
+            .take(MAX_FILE + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("the zip is damaged ({e})"))?;
         if data.len() as u64 > MAX_FILE {
             return Err(format!("{name} in the zip is larger than an agreement's file can be"));
         }
@@ -68,7 +71,10 @@ pub fn write_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Strin
     if let Ok(mut entries) = std::fs::read_dir(dir)
         && entries.next().is_some()
     {
-        return Err(format!("{} already holds files; choose a new folder, so nothing is overwritten.", dir.display()));
+        return Err(format!(
+            "{} already holds files; choose a new folder, so nothing is overwritten.",
+            dir.display()
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
     for (name, bytes) in files {

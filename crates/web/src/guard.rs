@@ -44,7 +44,8 @@ impl Token {
 
     fn random() -> Result<Self, WebError> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| WebError::Token { path: String::new(), why: e.to_string() })?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| WebError::Token { path: String::new(), why: e.to_string() })?;
         Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
@@ -56,7 +57,8 @@ impl Token {
     /// The token in `home`, made on first use.
     pub fn load_or_create(home: &Path) -> Result<Self, WebError> {
         let path = home.join(TOKEN_FILE);
-        let fail = |e: std::io::Error| WebError::Token { path: path.display().to_string(), why: e.to_string() };
+        let fail =
+            |e: std::io::Error| WebError::Token { path: path.display().to_string(), why: e.to_string() };
         if let Ok(text) = std::fs::read_to_string(&path) {
             let text = text.trim();
             if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -84,7 +86,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -42,7 +42,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(form: impl Into<String>, message: impl Into<String>, fields: &Fields) -> Self {
-        Self { form: form.into(), message: message.into(), values: fields.shown(), status: StatusCode::UNPROCESSABLE_ENTITY }
+        Self {
+            form: form.into(),
+            message: message.into(),
+            values: fields.shown(),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+        }
     }
 
     pub fn engine(form: impl Into<String>, error: &backchannel_client::ClientError, fields: &Fields) -> Self {
@@ -168,7 +173,6 @@ pub fn unauthorized() -> Response {
     };
     respond(StatusCode::UNAUTHORIZED, page("Not signed in", Nav::Setup, body))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,9 @@ impl Ui {
 /// Starts the app on `listener` (from [`bind`]). The token lives in the party's home, so a
 /// page left open reconnects after a restart.
 pub async fn start(listener: TcpListener, options: Options) -> Result<Ui, WebError> {
-    let addr = listener.local_addr().map_err(|e| WebError::Listen { addr: ([127, 0, 0, 1], 0).into(), why: e.to_string() })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| WebError::Listen { addr: ([127, 0, 0, 1], 0).into(), why: e.to_string() })?;
     let token = Token::load_or_create(&options.home)?;
     let passphrase = options.passphrase;
     let app = Arc::new(app::App::new(options.home, options.engine, token.clone(), addr));

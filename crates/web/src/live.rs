@@ -37,11 +37,12 @@ pub async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(ask):
     let start = resume.or(ask.after).unwrap_or(0);
     let stopping = app.stopping();
     let task = async move {
-        let Ok(engine) = app.engine().cloned() else {
+        let Ok(engine) = app.engine() else {
             let _ = tx.send(Ok(Sse::default().event("locked").data("locked"))).await;
             return;
         };
-        let _ = tx.send(Ok(Sse::default().event("hello").retry(Duration::from_millis(1000)).data("live"))).await;
+        let _ =
+            tx.send(Ok(Sse::default().event("hello").retry(Duration::from_millis(1000)).data("live"))).await;
         match ask.c {
             Some(name) => follow(&engine, &name, start, &tx).await,
             None => nudge(&engine, &tx).await,
@@ -73,13 +74,19 @@ fn concerns(update: &Update, name: &str) -> bool {
 fn link_text(update: &Update) -> Option<String> {
     match update {
         Update::Link { up: true, detail: None, .. } => Some("Connected to your relay.".into()),
-        Update::Link { up: false, .. } => Some("Your relay cannot be reached; retrying. What you send waits.".into()),
+        Update::Link { up: false, .. } => {
+            Some("Your relay cannot be reached; retrying. What you send waits.".into())
+        }
         _ => None,
     }
 }
 
 /// Waits for the next update worth telling; `None` once the engine is gone.
-async fn next(updates: &mut tokio::sync::broadcast::Receiver<Update>, tx: &Tx, wanted: impl Fn(&Update) -> bool) -> Option<bool> {
+async fn next(
+    updates: &mut tokio::sync::broadcast::Receiver<Update>,
+    tx: &Tx,
+    wanted: impl Fn(&Update) -> bool,
+) -> Option<bool> {
     loop {
         let update = match updates.recv().await {
             Ok(u) => u,
@@ -114,9 +121,13 @@ async fn follow(engine: &Engine, name: &str, start: usize, tx: &Tx) {
         let reset = whole || entries.len() < shown;
         let from = if reset { 0 } else { shown };
         if reset || from < entries.len() {
-            let html: String = entries.iter().enumerate().skip(from).map(|(i, e)| entry(&ctx, i, e).into_string()).collect();
+            let html: String =
+                entries.iter().enumerate().skip(from).map(|(i, e)| entry(&ctx, i, e).into_string()).collect();
             let body = serde_json::json!({ "from": from, "html": html, "count": entries.len() });
-            let Ok(event) = Sse::default().event("entries").id(entries.len().to_string()).json_data(body) else { return };
+            let Ok(event) = Sse::default().event("entries").id(entries.len().to_string()).json_data(body)
+            else {
+                return;
+            };
             if tx.send(Ok(event)).await.is_err() {
                 return;
             }

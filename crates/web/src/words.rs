@@ -123,7 +123,9 @@ pub fn error(e: &ClientError) -> String {
     match e {
         E::NotInitialized { .. } => "There is no party here yet: create one first.".into(),
         E::AlreadyInitialized { .. } => "A party already exists here: unlock it with its passphrase.".into(),
-        E::WrongPassphrase { .. } => "That passphrase does not unlock this party. Check it and try again.".into(),
+        E::WrongPassphrase { .. } => {
+            "That passphrase does not unlock this party. Check it and try again.".into()
+        }
         E::Locked { home } => format!(
             "Another Backchannel program (perhaps `backchannel watch`) has this party open ({}). Stop it, \
              then try again.",
@@ -136,18 +138,18 @@ pub fn error(e: &ClientError) -> String {
         }
         E::UnknownName { name } => format!("There is no contact or channel called “{}”.", peer(name)),
         E::UnknownChannel { name } => format!("You are in no channel called “{}”.", peer(name)),
-        E::AmbiguousChannel { name, candidates } => format!(
-            "You are in several channels called “{}”: open one of {}.",
-            peer(name),
-            list(candidates)
-        ),
+        E::AmbiguousChannel { name, candidates } => {
+            format!("You are in several channels called “{}”: open one of {}.", peer(name), list(candidates))
+        }
         E::Refused { why } => refusal(why),
         E::Invitation { why } => format!(
             "This invitation cannot be used: {}. Check that you pasted all of it, or ask for a new one.",
             peer(why)
         ),
         E::InvitationReused => "This invitation was already used. Ask the sender for a new one.".into(),
-        E::OwnInvitation => "This is your own invitation: give it to the other person, who accepts it.".into(),
+        E::OwnInvitation => {
+            "This is your own invitation: give it to the other person, who accepts it.".into()
+        }
         E::RelayUnreachable { relay, .. } => format!(
             "The relay {} cannot be reached right now. Nothing was lost: what you sent waits and goes \
              out when it is back.",
@@ -159,7 +161,11 @@ pub fn error(e: &ClientError) -> String {
             peer(relay)
         ),
         E::RelayRefused { relay, error } => {
-            format!("The relay {} refused: {}. Try again later, or ask whoever runs it.", peer(relay), peer(&error.to_string()))
+            format!(
+                "The relay {} refused: {}. Try again later, or ask whoever runs it.",
+                peer(relay),
+                peer(&error.to_string())
+            )
         }
         E::RelayProtocol { relay, .. } => {
             format!("The relay {} answered something this app cannot read; try again later.", peer(relay))
@@ -178,22 +184,35 @@ pub fn refusal(why: &Why) -> String {
     let p = peer;
     match why {
         W::Channel { refused } | W::BadBody { refused } => channel_refusal(refused),
-        W::ChannelExists { name } => format!("You already have a channel called “{}”; choose another name.", p(name)),
-        W::NotCreator { channel } => format!("Only the person who created “{}” adds or removes its members.", p(channel)),
+        W::ChannelExists { name } => {
+            format!("You already have a channel called “{}”; choose another name.", p(name))
+        }
+        W::NotCreator { channel } => {
+            format!("Only the person who created “{}” adds or removes its members.", p(channel))
+        }
         W::NoSuchMember { query, channel } => format!("“{}” is not a member of “{}”.", p(query), p(channel)),
         W::AmbiguousMember { query, channel } => {
             format!("Several members of “{}” are called “{}”; write NAME@SIDE.", p(channel), p(query))
         }
-        W::RemovedFromChannel { channel } => format!("You were removed from “{}”; nothing was sent.", p(channel)),
+        W::RemovedFromChannel { channel } => {
+            format!("You were removed from “{}”; nothing was sent.", p(channel))
+        }
         W::NotHub { channel } => format!("Only the intermediary who runs “{}” passes notes on.", p(channel)),
         W::NotAReceivedNote { channel, entry } => {
-            format!("Entry {entry} of “{}” is not a note you received, so it cannot be passed on.", p(channel))
+            format!(
+                "Entry {entry} of “{}” is not a note you received, so it cannot be passed on.",
+                p(channel)
+            )
         }
-        W::NoPhaseProposed { channel } => format!("Nobody has proposed a phase change in “{}” yet.", p(channel)),
+        W::NoPhaseProposed { channel } => {
+            format!("Nobody has proposed a phase change in “{}” yet.", p(channel))
+        }
         W::SenderNotMember { name, channel } => {
             format!("{} is not a member of “{}”; what they sent was refused.", p(name), p(channel))
         }
-        W::ShuttleSidesApart => "In a shuttle channel the sides do not write to each other; a message was refused.".into(),
+        W::ShuttleSidesApart => {
+            "In a shuttle channel the sides do not write to each other; a message was refused.".into()
+        }
         W::OnlyHubRelays => "Only the shuttle's intermediary passes notes on; a message was refused.".into(),
         W::BadIntroduction => "An introduction that did not follow the rules was refused.".into(),
         W::IntroductionNotTheirs { name } => {
@@ -205,9 +224,13 @@ pub fn refusal(why: &Why) -> String {
             p(name),
             p(relay)
         ),
-        W::IntroductionNotInShuttle => "An introduction in a shuttle channel (whose sides never meet) was refused.".into(),
+        W::IntroductionNotInShuttle => {
+            "An introduction in a shuttle channel (whose sides never meet) was refused.".into()
+        }
         W::NotInChannel => "A message for a channel you are not in was refused.".into(),
-        W::StateNotFromCreator => "A channel invitation that was not from its creator, or not for you, was refused.".into(),
+        W::StateNotFromCreator => {
+            "A channel invitation that was not from its creator, or not for you, was refused.".into()
+        }
         W::PhaseWithoutConsent { channel, phase: ph } => format!(
             "“{}” moved to the {} phase without every side's consent as you heard it.",
             p(channel),
@@ -229,16 +252,26 @@ pub fn refusal(why: &Why) -> String {
             p(channel),
             list(sides)
         ),
-        W::AlreadyAVersion { title } => format!("This text is already a version of “{}”: nothing changed.", p(title)),
-        W::NoPaper { title, channel } => format!("There is no non-paper called “{}” in “{}”.", p(title), p(channel)),
+        W::AlreadyAVersion { title } => {
+            format!("This text is already a version of “{}”: nothing changed.", p(title))
+        }
+        W::NoPaper { title, channel } => {
+            format!("There is no non-paper called “{}” in “{}”.", p(title), p(channel))
+        }
         W::NoSuchVersion { title, last, wanted } => {
             format!("“{}” has versions 1 to {last}; there is no version {wanted}.", p(title))
         }
         W::AlreadyProposed => "This exact text was already proposed.".into(),
-        W::NotSignatory { side, title } => format!("{} is not one of the sides that sign “{}”.", p(side), p(title)),
+        W::NotSignatory { side, title } => {
+            format!("{} is not one of the sides that sign “{}”.", p(side), p(title))
+        }
         W::AlreadyRatified { title } => format!("You already ratified “{}”.", p(title)),
-        W::NoProposal { query, channel } => format!("There is no proposal “{}” in “{}”.", p(query), p(channel)),
-        W::AmbiguousProposal { query } => format!("“{}” matches several proposals; pick one from the list.", p(query)),
+        W::NoProposal { query, channel } => {
+            format!("There is no proposal “{}” in “{}”.", p(query), p(channel))
+        }
+        W::AmbiguousProposal { query } => {
+            format!("“{}” matches several proposals; pick one from the list.", p(query))
+        }
         W::SealDoesNotVerify { name, title, .. } => format!(
             "{}'s ratification of “{}” does not match the text you hold (a changed text, or another key); \
              it was not counted.",
@@ -246,9 +279,15 @@ pub fn refusal(why: &Why) -> String {
             p(title)
         ),
         W::SealForNonMember => "A ratification passed on for someone who is not a member was refused.".into(),
-        W::SealPassedByNonHub => "Only a shuttle's intermediary passes on others' ratifications; one was refused.".into(),
-        W::NotPrincipalSeal { name } => format!("{} is not a principal, so their ratification does not count.", p(name)),
-        W::TooManyEarlySeals => "Too many ratifications of proposals you do not have yet; some were refused.".into(),
+        W::SealPassedByNonHub => {
+            "Only a shuttle's intermediary passes on others' ratifications; one was refused.".into()
+        }
+        W::NotPrincipalSeal { name } => {
+            format!("{} is not a principal, so their ratification does not count.", p(name))
+        }
+        W::TooManyEarlySeals => {
+            "Too many ratifications of proposals you do not have yet; some were refused.".into()
+        }
         W::TextMissing => "The text is missing from your store: it is damaged.".into(),
         W::DocumentSize { what, len, max } => {
             format!("A {} holds 1 to {max} bytes; this one has {len}. Shorten it or split it.", p(what))
@@ -288,15 +327,25 @@ pub fn refusal(why: &Why) -> String {
             format!("You proposed probe {}; {} accepts or declines it.", short(probe), p(them))
         }
         W::ProbeIs { probe, status } => format!("Probe {} is already {}.", short(probe), p(status)),
-        W::ProbeInputUsed { probe, .. } => format!("Your number for probe {} was already used.", short(probe)),
+        W::ProbeInputUsed { probe, .. } => {
+            format!("Your number for probe {} was already used.", short(probe))
+        }
         W::ProbeEnded { probe } => format!("Probe {} has ended.", short(probe)),
-        W::BadProbeId { query, .. } | W::NoProbe { query, .. } => format!("There is no probe “{}” here.", p(query)),
-        W::AmbiguousProbe { query, .. } => format!("“{}” names several probes; pick one from the list.", p(query)),
+        W::BadProbeId { query, .. } | W::NoProbe { query, .. } => {
+            format!("There is no probe “{}” here.", p(query))
+        }
+        W::AmbiguousProbe { query, .. } => {
+            format!("“{}” names several probes; pick one from the list.", p(query))
+        }
         W::ProbeNotTheirs { name, probe } => {
             format!("{} sent a message about probe {}, which is not theirs; refused.", p(name), short(probe))
         }
         W::ProbeUnknown { name, probe } => {
-            format!("{} sent a message about probe {}, which you do not have; refused.", p(name), short(probe))
+            format!(
+                "{} sent a message about probe {}, which you do not have; refused.",
+                p(name),
+                short(probe)
+            )
         }
         W::ProbeReplayed { what, probe } => {
             format!("A repeated {} for probe {}, which has ended, was refused.", p(what), short(probe))
@@ -310,37 +359,37 @@ pub fn refusal(why: &Why) -> String {
             p(ph)
         ),
         W::ProbeNotMember { channel } => format!("You are not a member of “{}”.", p(channel)),
-        W::ObserversDoNotProbe { channel } => format!("Observers of “{}” take no part in probes.", p(channel)),
+        W::ObserversDoNotProbe { channel } => {
+            format!("Observers of “{}” take no part in probes.", p(channel))
+        }
         W::ProbeSameSide { side } => format!("A probe runs between two sides; you are both {}.", p(side)),
-        W::ProbeInShuttle { .. } => "In a shuttle channel the sides cannot probe each other: run the probe in a \
+        W::ProbeInShuttle { .. } => {
+            "In a shuttle channel the sides cannot probe each other: run the probe in a \
              direct channel."
-            .into(),
+                .into()
+        }
         W::ProbeHolders { a, b } => format!("The two numbers must be held by {} and {}.", p(a), p(b)),
         W::ProbeCap { max } => format!("Each side may list at most {max} packages in a channel."),
         W::ProbeAsker { a, b } => format!("The one who asks must be {} or {}.", p(a), p(b)),
-        W::ProbeSide { given, mine, theirs } => format!(
-            "“{}” is neither your side ({}) nor theirs ({}).",
-            p(given),
-            p(mine),
-            p(theirs)
-        ),
+        W::ProbeSide { given, mine, theirs } => {
+            format!("“{}” is neither your side ({}) nor theirs ({}).", p(given), p(mine), p(theirs))
+        }
         W::ProbeNeedsValue { .. } => "This probe asks for one number.".into(),
         W::ProbeNeedsPackages { .. } => "This probe asks for packages, one per line.".into(),
         W::NoBudgetAgreed => "No probe budget is agreed in this channel yet.".into(),
         W::ProbeDeclinedByUser => "declined".into(),
         W::ProbeProtocol { what } => format!("The probe protocol refused a message: {}.", p(what)),
-        W::ProbeOutOfOrder { what } => format!("A {} arrived out of order (repeated or misdirected).", p(what)),
+        W::ProbeOutOfOrder { what } => {
+            format!("A {} arrived out of order (repeated or misdirected).", p(what))
+        }
         W::ProbeInput { why, max } => match max {
             Some(max) => format!("{} (the number must be between 0 and {max}).", p(why)),
             None => format!("{}.", p(why)),
         },
         W::ProbeTerms { why } => format!("These probe terms do not work: {}.", p(why)),
-        W::ProbePackage { why, given, issues } => format!(
-            "{}: “{}”. Write one option per issue, in the order {}.",
-            p(why),
-            p(given),
-            list(issues)
-        ),
+        W::ProbePackage { why, given, issues } => {
+            format!("{}: “{}”. Write one option per issue, in the order {}.", p(why), p(given), list(issues))
+        }
         W::Message { fault: f } => fault(f),
         W::NoteSize { max, .. } => format!("A note holds 1 to {max} bytes: write something, or split it."),
         W::Incomplete { frames } => {
@@ -376,16 +425,28 @@ fn channel_refusal(r: &backchannel_proto::channel::Refused) -> String {
     match r {
         R::BadName { why } => format!("That name cannot be used: {}.", peer(why)),
         R::ShuttleNeedsIntermediary => "You run a shuttle channel as its intermediary.".into(),
-        R::AlreadyMember { name, channel } => format!("{} is already a member of “{}”.", peer(name), peer(channel)),
-        R::Full { channel, max } => format!("“{}” already has {max} members, the most a channel may have.", peer(channel)),
+        R::AlreadyMember { name, channel } => {
+            format!("{} is already a member of “{}”.", peer(name), peer(channel))
+        }
+        R::Full { channel, max } => {
+            format!("“{}” already has {max} members, the most a channel may have.", peer(channel))
+        }
         R::CreatorStays => "The creator cannot leave their own channel; create a new channel instead.".into(),
         R::NotMember { channel } => format!("You are not (or no longer) a member of “{}”.", peer(channel)),
         R::ObserverReadsOnly { channel } => format!("Observers of “{}” read only.", peer(channel)),
-        R::RecipientsInDirect => "In a direct channel everyone reads every note; there is nobody to choose.".into(),
+        R::RecipientsInDirect => {
+            "In a direct channel everyone reads every note; there is nobody to choose.".into()
+        }
         R::SideNamesRecipients => "In a shuttle channel your notes go to the intermediary only.".into(),
-        R::HubNamesNoRecipient { .. } => "You run this shuttle: choose which members receive the note.".into(),
-        R::RecipientNotMember { channel } => format!("A recipient is not another member of “{}”.", peer(channel)),
-        R::NotPrincipal { name } => format!("Only principals consent to phase changes; {} is not one.", peer(name)),
+        R::HubNamesNoRecipient { .. } => {
+            "You run this shuttle: choose which members receive the note.".into()
+        }
+        R::RecipientNotMember { channel } => {
+            format!("A recipient is not another member of “{}”.", peer(channel))
+        }
+        R::NotPrincipal { name } => {
+            format!("Only principals consent to phase changes; {} is not one.", peer(name))
+        }
         R::NotNextPhase { channel, phase: ph, next } => format!(
             "“{}” is in the {} phase; the only next phase is {}.",
             peer(channel),
@@ -405,7 +466,9 @@ fn fault(f: &MessageFault) -> String {
         MessageFault::Forged { .. } => {
             "it failed authentication (altered, forged, or not meant for you) and is not shown.".into()
         }
-        MessageFault::Replayed => "it was a copy of something already received (replayed) and was dropped.".into(),
+        MessageFault::Replayed => {
+            "it was a copy of something already received (replayed) and was dropped.".into()
+        }
         MessageFault::TooLate => {
             "it arrived too late to be opened (held back until its key was gone); it stays missing.".into()
         }
@@ -427,16 +490,18 @@ pub fn channel_event(what: &ChannelEvent) -> String {
     match what {
         C::Created { mode: m } => format!("You created this {} channel.", mode(*m)),
         C::AddedYou { by, members } => format!("{} added you. Members: {}.", peer(by), list(members)),
-        C::MemberJoined { name, side, role: r } => format!("{} ({}) joined as {}.", peer(name), peer(side), role(*r)),
+        C::MemberJoined { name, side, role: r } => {
+            format!("{} ({}) joined as {}.", peer(name), peer(side), role(*r))
+        }
         C::MemberRemoved { name, side } => format!("{} ({}) was removed.", peer(name), peer(side)),
         C::RemovedYou => "You were removed from this channel; nothing more will reach you here.".into(),
         C::Introducing { name, side } => format!("Introducing you to {} ({})…", peer(name), peer(side)),
-        C::Connected { name, side, safety_number } => format!(
-            "Connected with {} ({}). Safety number {safety_number}.",
-            peer(name),
-            peer(side)
-        ),
-        C::Consented { name: None, phase: p, .. } => format!("You consent to moving to the {} phase.", phase(*p)),
+        C::Connected { name, side, safety_number } => {
+            format!("Connected with {} ({}). Safety number {safety_number}.", peer(name), peer(side))
+        }
+        C::Consented { name: None, phase: p, .. } => {
+            format!("You consent to moving to the {} phase.", phase(*p))
+        }
         C::Consented { name: Some(n), side, phase: p } => {
             format!("{} ({}) consents to moving to the {} phase.", peer(n), peer(side), phase(*p))
         }
@@ -450,17 +515,22 @@ pub fn channel_event(what: &ChannelEvent) -> String {
             list(to),
             if *rephrased { "rephrased" } else { "as written" }
         ),
-        C::PaperPut { title, version, yours: true, .. } => format!("You put version {version} of the non-paper “{}”.", peer(title)),
-        C::PaperPut { title, version, yours: false, .. } => format!("Version {version} of the non-paper “{}” arrived.", peer(title)),
-        C::Proposed { by, title, signatories, .. } => format!(
-            "{} proposed “{}” for ratification by {}.",
-            you_or(by),
-            peer(title),
-            list(signatories)
-        ),
+        C::PaperPut { title, version, yours: true, .. } => {
+            format!("You put version {version} of the non-paper “{}”.", peer(title))
+        }
+        C::PaperPut { title, version, yours: false, .. } => {
+            format!("Version {version} of the non-paper “{}” arrived.", peer(title))
+        }
+        C::Proposed { by, title, signatories, .. } => {
+            format!("{} proposed “{}” for ratification by {}.", you_or(by), peer(title), list(signatories))
+        }
         C::Ratified { name: None, title, .. } => format!("You ratified “{}”.", peer(title)),
-        C::Ratified { name: Some(n), side, title } => format!("{} ({}) ratified “{}”.", peer(n), peer(side), peer(title)),
-        C::RatifiedByAll { title } => format!("“{}” is ratified by every side that signs it: it can be exported.", peer(title)),
+        C::Ratified { name: Some(n), side, title } => {
+            format!("{} ({}) ratified “{}”.", peer(n), peer(side), peer(title))
+        }
+        C::RatifiedByAll { title } => {
+            format!("“{}” is ratified by every side that signs it: it can be exported.", peer(title))
+        }
         C::EarlySeal { name, side, .. } => format!(
             "{} ({}) ratified a proposal that has not reached you yet; it counts once it arrives.",
             peer(name),
@@ -493,7 +563,9 @@ fn probe_event(id: &str, what: &ProbeEvent) -> String {
         P::AutoDeclined { peer: p, why, .. } => {
             format!("{} proposed probe {id}; it was declined automatically: {}", peer(p), refusal(why))
         }
-        P::RepeatedIgnored { peer: p } => format!("A repeated proposal of probe {id} from {} was ignored.", peer(p)),
+        P::RepeatedIgnored { peer: p } => {
+            format!("A repeated proposal of probe {id} from {} was ignored.", peer(p))
+        }
         P::Accepted { by_you: true, .. } => format!("You accepted probe {id}."),
         P::Accepted { peer: p, .. } => format!("{} accepted probe {id}.", peer(p)),
         P::Declined { by_you: true, .. } => format!("You declined probe {id}."),
@@ -553,8 +625,12 @@ pub fn question(terms: &ProbeTerms) -> String {
 /// What each side learns from a probe, and what it never learns, in plain words.
 pub fn learns(terms: &ProbeTerms) -> Vec<String> {
     let asker = match &terms.may_ask {
-        MayAsk::Only(side) => format!("{} asks: it learns the answer first and then tells the other side.", peer(side)),
-        MayAsk::Either => "Either side may ask; the one who asks learns the answer first and then tells the other.".into(),
+        MayAsk::Only(side) => {
+            format!("{} asks: it learns the answer first and then tells the other side.", peer(side))
+        }
+        MayAsk::Either => {
+            "Either side may ask; the one who asks learns the answer first and then tells the other.".into()
+        }
     };
     match &terms.kind {
         ProbeKind::Single(_) => vec![
@@ -573,16 +649,22 @@ pub fn learns(terms: &ProbeTerms) -> Vec<String> {
 /// What both sides learned.
 pub fn result_text(terms: &ProbeTerms, result: &ProbeResult) -> String {
     match (result, &terms.kind) {
-        (ProbeResult::Zone { non_empty: true }, _) => "Yes: the positions overlap (there is a zone of agreement).".into(),
+        (ProbeResult::Zone { non_empty: true }, _) => {
+            "Yes: the positions overlap (there is a zone of agreement).".into()
+        }
         (ProbeResult::Zone { non_empty: false }, _) => "No: the positions do not overlap.".into(),
-        (ProbeResult::Packages(found), _) if found.is_empty() => "No package is acceptable to both sides.".into(),
+        (ProbeResult::Packages(found), _) if found.is_empty() => {
+            "No package is acceptable to both sides.".into()
+        }
         (ProbeResult::Packages(found), ProbeKind::Package(p)) => {
             let named: Vec<String> = found
                 .iter()
                 .map(|pkg| match p.space.describe(pkg) {
-                    Some(names) => {
-                        names.iter().map(|(i, o)| format!("{} {}", peer(i), peer(o))).collect::<Vec<_>>().join(", ")
-                    }
+                    Some(names) => names
+                        .iter()
+                        .map(|(i, o)| format!("{} {}", peer(i), peer(o)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     None => "(an unknown package)".into(),
                 })
                 .collect();
@@ -605,14 +687,18 @@ pub fn probe_status(p: &ProbeView) -> String {
         ProbeStatus::Done { result } => result_text(&p.terms, result),
         ProbeStatus::Declined { by } => match by {
             DeclinedBy::You => "Declined by you.".into(),
-            DeclinedBy::Peer { name, reason } => format!("Declined by {}: {}", peer(name), peer_reason(reason)),
+            DeclinedBy::Peer { name, reason } => {
+                format!("Declined by {}: {}", peer(name), peer_reason(reason))
+            }
             DeclinedBy::Rule { why } => format!("Declined automatically: {}", refusal(why)),
             DeclinedBy::Legacy { text } => peer(text),
         },
         ProbeStatus::Aborted { reason } => format!("Stopped: {}", abort_reason(reason)),
     };
     match &p.peer_note {
-        Some((name, reason)) => format!("{detail} ({} stopped it on their side: {})", peer(name), peer_reason(reason)),
+        Some((name, reason)) => {
+            format!("{detail} ({} stopped it on their side: {})", peer(name), peer_reason(reason))
+        }
         None => detail,
     }
 }

@@ -25,7 +25,8 @@ fn e2e_dir() -> PathBuf {
 
 /// Chromium and node with the test's packages, or why not.
 fn tools() -> Result<PathBuf, String> {
-    let chromium = std::env::var_os("BACKCHANNEL_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let chromium = std::env::var_os("BACKCHANNEL_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     if !chromium.exists() {
         return Err(format!("no Chromium at {} (apt-get install chromium)", chromium.display()));
     }
@@ -72,7 +73,9 @@ async fn two_parties_negotiate_in_the_browser() {
     let Some(chromium) = tools_or_skip("the browser suite") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let relay =
-        backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse().unwrap(), &tmp.path().join("relay"))).await.unwrap();
+        backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse().unwrap(), tmp.path().join("relay")))
+            .await
+            .unwrap();
     let (home_a, home_b) = (tmp.path().join("alice"), tmp.path().join("bao"));
     let a = start_ui(&home_a, "127.0.0.1:0".parse().unwrap(), false).await;
     let mut b = Some(start_ui(&home_b, "127.0.0.1:0".parse().unwrap(), false).await);
@@ -92,6 +95,7 @@ async fn two_parties_negotiate_in_the_browser() {
         .env("PASSPHRASE", PASSPHRASE)
         .env("OUT", &out)
         .env("SHOTS", &shots)
+        .env("FAILURES", env!("CARGO_TARGET_TMPDIR"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -107,7 +111,8 @@ async fn two_parties_negotiate_in_the_browser() {
             stdin.write_all(b"restarted\n").await.unwrap();
         }
     }
-    let status = tokio::time::timeout(std::time::Duration::from_secs(30), node.wait()).await.unwrap().unwrap();
+    let status =
+        tokio::time::timeout(std::time::Duration::from_secs(30), node.wait()).await.unwrap().unwrap();
     assert!(status.success(), "the browser suite failed: {status}");
 
     ssh_keygen_verifies(&out.join("agreement"));

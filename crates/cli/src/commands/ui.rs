@@ -15,7 +15,9 @@ pub async fn run(home: &Path, listen: SocketAddr) -> Result<()> {
     let ui = backchannel_web::start(listener, options).await.map_err(|e| anyhow!("{e}"))?;
     // Alone on the first line, for whoever starts us to read (as Jupyter prints its address).
     say(format!("ui: {}", ui.url_with_token()))?;
-    eprintln!("open that address in your browser (it carries your key to the app: do not share it); Ctrl-C stops");
+    eprintln!(
+        "open that address in your browser (it carries your key to the app: do not share it); Ctrl-C stops"
+    );
     let _ = tokio::signal::ctrl_c().await;
     ui.stop().await;
     eprintln!("stopped");

@@ -19,7 +19,7 @@ use crate::words::peer;
 pub async fn show(State(app): State<Arc<App>>) -> Response {
     match super::engine(&app) {
         Ok(engine) => render(&engine, None, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -107,7 +107,7 @@ fn check(agreement: Result<Agreement, String>) -> Outcome {
 pub async fn folder(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let engine = match super::engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let dir = std::path::PathBuf::from(fields.get("dir").trim());
@@ -121,7 +121,7 @@ pub async fn folder(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
 pub async fn zip(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let engine = match super::engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let agreement = crate::archive::unzip(&body).and_then(|files| {
         Agreement::from_files(|name| files.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone()))

@@ -27,7 +27,7 @@ pub fn channel_ref(view: &ChannelView, all: &[ChannelView]) -> String {
 pub async fn list(State(app): State<Arc<App>>) -> Response {
     match engine(&app) {
         Ok(engine) => render_list(&engine, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -98,7 +98,7 @@ fn create_form(shown: &Shown<'_>) -> Markup {
 pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let mode = if fields.get("mode") == "shuttle" { Mode::Shuttle } else { Mode::Direct };
@@ -113,7 +113,11 @@ pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
         days => match days.parse::<u64>() {
             Ok(d) if d > 0 => Some(d.saturating_mul(86_400)),
             _ => {
-                let p = Problem::new("create", "Write the number of days as a whole number above 0, or leave it empty.", &fields);
+                let p = Problem::new(
+                    "create",
+                    "Write the number of days as a whole number above 0, or leave it empty.",
+                    &fields,
+                );
                 return render_list(&engine, Some(&p));
             }
         },
@@ -128,7 +132,7 @@ pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
 pub async fn members(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render_members(&engine, &name, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -225,7 +229,7 @@ pub async fn add(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     match engine.channel_add(&name, fields.get("contact"), parse_role(fields.get("role"))).await {
@@ -241,7 +245,7 @@ pub async fn remove(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     match engine.channel_remove(&name, fields.get("member")).await {

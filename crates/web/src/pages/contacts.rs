@@ -24,7 +24,7 @@ pub fn contact_ref(c: &ContactView) -> String {
 pub async fn list(State(app): State<Arc<App>>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     render(&engine, None, None)
 }
@@ -131,7 +131,7 @@ fn accept_form(shown: &Shown<'_>) -> Markup {
 pub async fn invite(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let relay: RelayAddress = match fields.get("relay").trim().parse() {
@@ -156,7 +156,7 @@ pub async fn invite(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
 pub async fn accept(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     match engine.accept(fields.get("text").trim()).await {
@@ -172,7 +172,7 @@ fn find(engine: &Engine, name: &str) -> Result<Option<ContactView>, backchannel_
 pub async fn show(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     one(&engine, &name, None)
 }
@@ -217,7 +217,7 @@ fn one(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
 pub async fn verify(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match engine.verify(&name) {
         Ok(_) => layout::see_other(&format!("/contacts/{}", seg(&name))),
@@ -228,7 +228,7 @@ pub async fn verify(State(app): State<Arc<App>>, Path(name): Path<String>) -> Re
 pub async fn qr(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match find(&engine, &name) {
         Ok(Some(c)) => match crate::qr::svg(&c.safety_number) {

@@ -74,8 +74,8 @@ async fn not_found() -> Response {
 }
 
 /// The engine, or (while the party is locked) a redirect to the screen that unlocks it.
-pub(crate) fn engine(app: &App) -> Result<Engine, Response> {
-    app.engine().cloned().map_err(|_| layout::see_other("/"))
+pub(crate) fn engine(app: &App) -> Result<Engine, Box<Response>> {
+    app.engine().map_err(|_| Box::new(layout::see_other("/")))
 }
 
 /// A page that could not be drawn at all (the name is unknown, the store failed).
@@ -121,7 +121,7 @@ pub(crate) fn channel_head(name: &str, view: &ChannelView, tab: Tab) -> Markup {
     ];
     html! {
         h1 { bdi { (crate::words::peer(&view.name)) } }
-        p.sub {
+        p.sub #channel-state data-live {
             (crate::words::mode(view.mode)) " channel · phase " strong { (crate::words::phase(view.phase)) }
             " · " (view.members.len()) " members"
             @if view.removed { " · " strong { "you were removed" } }

@@ -29,7 +29,7 @@ fn by_title(papers: Vec<PaperVersion>) -> BTreeMap<String, Vec<PaperVersion>> {
 pub async fn list(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render_list(&engine, &name, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -93,7 +93,7 @@ pub async fn put(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let title = fields.get("title").trim().to_owned();
@@ -126,7 +126,7 @@ pub async fn show(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let view = match engine.channel(&name) {
         Ok(v) => v,
@@ -189,8 +189,11 @@ fn diff_page(
     })
 }
 
+/// One side of a row: a line and whether it was removed, added or kept (or nothing).
+type Half<'a> = Option<(ChangeTag, &'a str)>;
+
 /// Rows of (old line, new line): removals and additions of one change sit side by side.
-fn rows(changes: &[(ChangeTag, String)]) -> Vec<(Option<(ChangeTag, &str)>, Option<(ChangeTag, &str)>)> {
+fn rows(changes: &[(ChangeTag, String)]) -> Vec<(Half<'_>, Half<'_>)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < changes.len() {
@@ -200,18 +203,29 @@ fn rows(changes: &[(ChangeTag, String)]) -> Vec<(Option<(ChangeTag, &str)>, Opti
             i += 1;
             continue;
         }
-        let dels: Vec<&str> = changes[i..].iter().take_while(|(t, _)| *t == ChangeTag::Delete).map(|(_, l)| l.as_str()).collect();
+        let dels: Vec<&str> = changes[i..]
+            .iter()
+            .take_while(|(t, _)| *t == ChangeTag::Delete)
+            .map(|(_, l)| l.as_str())
+            .collect();
         i += dels.len();
-        let ins: Vec<&str> = changes[i..].iter().take_while(|(t, _)| *t == ChangeTag::Insert).map(|(_, l)| l.as_str()).collect();
+        let ins: Vec<&str> = changes[i..]
+            .iter()
+            .take_while(|(t, _)| *t == ChangeTag::Insert)
+            .map(|(_, l)| l.as_str())
+            .collect();
         i += ins.len();
         for k in 0..dels.len().max(ins.len()) {
-            out.push((dels.get(k).map(|l| (ChangeTag::Delete, *l)), ins.get(k).map(|l| (ChangeTag::Insert, *l))));
+            out.push((
+                dels.get(k).map(|l| (ChangeTag::Delete, *l)),
+                ins.get(k).map(|l| (ChangeTag::Insert, *l)),
+            ));
         }
     }
     out
 }
 
-fn cell(side: Option<(ChangeTag, &str)>) -> Markup {
+fn cell(side: Half<'_>) -> Markup {
     match side {
         Some((ChangeTag::Delete, l)) => html! { td.del { del { (peer(l)) } } },
         Some((ChangeTag::Insert, l)) => html! { td.ins { ins { (peer(l)) } } },

@@ -16,7 +16,7 @@ use crate::words::{self, peer};
 pub async fn show(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render(&engine, &name, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -86,7 +86,7 @@ pub async fn consent(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let phase = fields.get("phase").parse::<Phase>().ok();

@@ -8,8 +8,8 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use backchannel_client::{
-    Asker, ChannelView, DEFAULT_BUDGET, Engine, ProbeBudget, ProbeInputSpec, ProbeRequest, ProbeSpec, ProbeStatus,
-    ProbeView, ProbesView, Role,
+    Asker, ChannelView, DEFAULT_BUDGET, Engine, ProbeBudget, ProbeInputSpec, ProbeRequest, ProbeSpec,
+    ProbeStatus, ProbeView, ProbesView, Role,
 };
 use backchannel_redline::ProbeKind;
 use maud::{Markup, html};
@@ -22,7 +22,7 @@ use crate::words::{self, peer};
 pub async fn show(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render(&engine, &name, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -75,8 +75,7 @@ fn budget(v: &ProbesView) -> Markup {
 fn probe(name: &str, p: &ProbeView, shown: &Shown<'_>) -> Markup {
     let short = &p.id[..8.min(p.id.len())];
     let base = format!("/channels/{}/probes/{}", seg(name), p.id);
-    let wants_input = !p.input_given
-        && matches!(p.status, ProbeStatus::Accepted | ProbeStatus::Running)
+    let wants_input = !p.input_given && matches!(p.status, ProbeStatus::Accepted | ProbeStatus::Running)
         || (!p.input_given && p.proposed_by_you && p.status == ProbeStatus::Proposed);
     let answerable = p.status == ProbeStatus::Proposed && !p.proposed_by_you;
     html! {
@@ -191,17 +190,29 @@ fn request(fields: &Fields) -> Result<ProbeRequest, &'static str> {
     let spec = if fields.get("kind") == "packages" {
         let mut issues = Vec::new();
         for line in fields.get("issues").lines().filter(|l| !l.trim().is_empty()) {
-            let (issue, options) = line.split_once('=').ok_or("Write each issue as: issue = option, option, …")?;
-            let options: Vec<String> = options.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+            let (issue, options) =
+                line.split_once('=').ok_or("Write each issue as: issue = option, option, …")?;
+            let options: Vec<String> =
+                options.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
             issues.push((issue.trim().to_owned(), options));
         }
-        let cap = fields.get("cap").trim().parse().map_err(|_| "Say how many packages each side may list.")?;
+        let cap =
+            fields.get("cap").trim().parse().map_err(|_| "Say how many packages each side may list.")?;
         ProbeSpec::Package { issues, cap }
     } else {
-        let max = fields.get("max").trim().parse().map_err(|_| "Give the largest possible value as a whole number.")?;
+        let max = fields
+            .get("max")
+            .trim()
+            .parse()
+            .map_err(|_| "Give the largest possible value as a whole number.")?;
         let gives = if fields.get("gives") == "them" { "them" } else { "me" };
         let takes = if gives == "me" { "them" } else { "me" };
-        ProbeSpec::Single { issue: fields.get("issue").trim().to_owned(), max, gives: gives.into(), takes: takes.into() }
+        ProbeSpec::Single {
+            issue: fields.get("issue").trim().to_owned(),
+            max,
+            gives: gives.into(),
+            takes: takes.into(),
+        }
     };
     let asker = match fields.get("asker") {
         "them" => Asker::Them,
@@ -225,7 +236,7 @@ pub async fn propose(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let req = match request(&fields) {
@@ -245,7 +256,7 @@ pub async fn answer(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let result = match fields.get("answer") {
@@ -265,7 +276,7 @@ pub async fn input(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let form = format!("input-{}", &id[..8.min(id.len())]);

@@ -19,7 +19,7 @@ use crate::words::{peer, peer_block};
 pub async fn list(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render(&engine, &name, None, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -131,7 +131,7 @@ pub async fn propose(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let text = fields.get("text").replace("\r\n", "\n");
@@ -148,7 +148,7 @@ pub async fn ratify(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let form = format!("ratify-{}", &id[..12.min(id.len())]);
@@ -178,7 +178,7 @@ fn file_stem(title: &str) -> String {
 pub async fn zip(State(app): State<Arc<App>>, Path((name, id)): Path<(String, String)>) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let agreement = match engine.agreement(&name, &id) {
         Ok(a) => a,
@@ -188,7 +188,13 @@ pub async fn zip(State(app): State<Arc<App>>, Path((name, id)): Path<(String, St
     match bytes {
         Ok(bytes) => {
             let disposition = format!("attachment; filename=\"{}.zip\"", file_stem(&agreement.title));
-            ([(header::CONTENT_TYPE, "application/zip".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+            (
+                [
+                    (header::CONTENT_TYPE, "application/zip".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                bytes,
+            )
                 .into_response()
         }
         Err(why) => {
@@ -205,7 +211,7 @@ pub async fn folder(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let form = format!("export-{}", &id[..12.min(id.len())]);

@@ -87,10 +87,18 @@ pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
     let (name, side, pass) = (fields.get("name").trim(), fields.get("side").trim(), fields.get("passphrase"));
     let problem = |message: &str| Problem::new("create", message, &fields);
     if pass.is_empty() {
-        return render(&app, Some(&next), Some(&problem("An empty passphrase would leave your keys unprotected.")));
+        return render(
+            &app,
+            Some(&next),
+            Some(&problem("An empty passphrase would leave your keys unprotected.")),
+        );
     }
     if pass != fields.get("again") {
-        return render(&app, Some(&next), Some(&problem("The two passphrases differ; type the same one twice.")));
+        return render(
+            &app,
+            Some(&next),
+            Some(&problem("The two passphrases differ; type the same one twice.")),
+        );
     }
     match app.create(Passphrase::new(pass.to_owned()), name.to_owned(), side.to_owned()).await {
         Ok(()) => layout::see_other(&next_path(Some(&next))),

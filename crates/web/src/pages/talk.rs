@@ -100,7 +100,10 @@ pub fn entry(ctx: &Context, i: usize, e: &EntryView) -> Markup {
 }
 
 fn ranges(r: &[(u64, u64)]) -> String {
-    r.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}–{b}") }).collect::<Vec<_>>().join(", ")
+    r.iter()
+        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}–{b}") })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn forward_form(ctx: &Context, hub: &Hub, n: usize) -> Markup {
@@ -126,7 +129,7 @@ fn forward_form(ctx: &Context, hub: &Hub, n: usize) -> Markup {
 pub async fn show(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     match engine(&app) {
         Ok(engine) => render(&engine, &name, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -200,7 +203,7 @@ pub async fn send(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let result = engine.send(&name, fields.get("text"), &fields.all("to")).await;
@@ -219,7 +222,7 @@ pub async fn forward(
 ) -> Response {
     let engine = match engine(&app) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = Fields(fields);
     let Ok(n) = fields.get("entry").parse::<usize>() else {
