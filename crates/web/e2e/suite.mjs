@@ -17,10 +17,10 @@ const env = (name) => {
   if (!v) throw new Error(`missing ${name}`);
   return v;
 };
-const A_URL = env("A_URL"), B_URL = env("B_URL"), RELAY = env("RELAY"), PASS = env("PASSPHRASE");
+const A_URL = env("A_URL"), B_URL = env("B_URL"), C_URL = env("C_URL"), RELAY = env("RELAY"), PASS = env("PASSPHRASE");
 const OUT = env("OUT"), SHOTS = env("SHOTS"), FAILURES = env("FAILURES");
 const originOf = (u) => new URL(u).origin;
-const A = originOf(A_URL), B = originOf(B_URL);
+const A = originOf(A_URL), B = originOf(B_URL), C = originOf(C_URL);
 const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const WAIT = 30_000;
 
@@ -55,7 +55,7 @@ async function context(origin) {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 }, acceptDownloads: true });
   ctx.on("request", (r) => {
     const u = r.url();
-    if (!u.startsWith(A) && !u.startsWith(B) && !u.startsWith("http://evil.test") && !u.startsWith("data:")) external.push(u);
+    if (![A, B, C].some((o) => u.startsWith(o + "/"))) external.push(u);
   });
   const page = await ctx.newPage();
   page.on("console", (m) => {
@@ -66,7 +66,8 @@ async function context(origin) {
 }
 const a = await context(A);
 const b = await context(B);
-const pa = a.page, pb = b.page;
+const c = await context(C);
+const pa = a.page, pb = b.page, pc = c.page;
 
 /** axe-core on the page: no serious or critical violation. */
 async function axe(page, screen) {
@@ -81,7 +82,7 @@ async function axe(page, screen) {
 async function ownUrlsOnly(page, screen) {
   const html = await page.content();
   const refs = [...html.matchAll(/\b(?:src|href|action|srcset|poster|data)\s*=\s*["']?\s*(?:https?:)?\/\/[^"'\s>]+/gi)].map((m) => m[0]);
-  const foreign = refs.filter((r) => !r.includes(A.replace("http:", "")) && !r.includes(B.replace("http:", "")));
+  const foreign = refs.filter((r) => ![A, B, C].some((o) => r.includes(o.replace("http:", ""))));
   check(foreign.length === 0, `${screen} references ${foreign.join(", ")}`);
   check(!/url\(\s*["']?https?:/i.test(html), `${screen} loads a style from elsewhere`);
 }
@@ -330,12 +331,61 @@ try {
   await pa.click("form#folder button");
   await pa.waitForSelector(".verdict h2:has-text('does NOT hold')");
 
+  log("a shuttle: the intermediary passes a side's note on, rephrased");
+  await pc.goto(C_URL);
+  await pc.fill("#name", "Omar");
+  await pc.fill("#side", "Mediator");
+  await pc.fill("#passphrase", PASS);
+  await pc.fill("#again", PASS);
+  await pc.press("#again", "Enter");
+  await pc.waitForURL(/\/contacts$/);
+  for (const [page, origin, name] of [[pa, A, "Alice"], [pb, B, "Bao"]]) {
+    await go(pc, C, "/contacts");
+    await pc.fill("#relay", RELAY);
+    await pc.click("form#invite button[type=submit]");
+    const text = await pc.inputValue("#invitation");
+    await go(page, origin, "/contacts");
+    await page.fill("#text", text);
+    await page.click("form#accept button[type=submit]");
+    await page.waitForURL(/\/contacts\/Omar%40Mediator$/);
+    await go(pc, C, "/contacts");
+    await pc.waitForSelector(`#live a:has-text('${name}')`, { timeout: WAIT });
+  }
+  await go(pc, C, "/channels");
+  await pc.fill("#name", "muscat");
+  await pc.check("input[name=mode][value=shuttle]");
+  await pc.click("form#create button[type=submit]");
+  await pc.waitForURL(/\/channels\/muscat\/members$/);
+  for (const who of ["Alice@Delegation A", "Bao@Delegation B"]) {
+    await pc.selectOption("#contact", who);
+    await pc.click("form#add button[type=submit]");
+    await pc.waitForSelector(`#live td:has-text('${who.split("@")[0]}')`);
+  }
+  await go(pa, A, "/channels");
+  await pa.waitForSelector("#live a:has-text('muscat')", { timeout: WAIT });
+  await go(pa, A, "/talk/muscat");
+  await go(pc, C, "/talk/muscat");
+  await go(pb, B, "/talk/muscat");
+  await pa.fill("#text", "Our principals could consider a phased withdrawal.");
+  await pa.press("#text", "Control+Enter");
+  const received = "li.note:has-text('Our principals could consider a phased withdrawal.')";
+  await pc.waitForSelector(received, { timeout: WAIT });
+  await pc.click(`${received} summary`);
+  await pc.check(`${received} input[name=to][value='Bao@Delegation B']`);
+  await pc.fill(`${received} textarea[name=rephrase]`, "Delegation A signals openness to a phased withdrawal.");
+  await screen(pc, "shuttle");
+  await pc.click(`${received} form button[type=submit]`);
+  await pb.waitForSelector("li.note:has-text('Delegation A signals openness to a phased withdrawal.')", { timeout: WAIT });
+  const mark = await pb.textContent("li.note:has-text('Delegation A signals openness') .relayed");
+  check(/Relayed by Omar \(rephrased\)/.test(mark), `the relayed mark: ${mark}`);
+  check(!(await pb.content()).includes("Our principals could consider"), "the side's own words stay with the intermediary");
+
   check(problems.length === 0, `the pages reported:\n  ${problems.join("\n  ")}`);
   check(external.length === 0, `requests left the app: ${external.join(", ")}`);
   log("all passed");
 } catch (e) {
   console.error(`FAILED at "${step}": ${e.stack || e}`);
-  for (const [name, page] of [["a", pa], ["b", pb]]) {
+  for (const [name, page] of [["a", pa], ["b", pb], ["c", pc]]) {
     const shot = path.join(FAILURES, `failure-${name}.png`);
     await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
     console.error(`page ${name}: ${page.url()} (screenshot ${shot})`);

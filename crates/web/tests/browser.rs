@@ -1,5 +1,6 @@
 //! The web app in a real browser: headless Chromium, driven by playwright-core from
-//! `crates/web/e2e/suite.mjs`, against two apps (two parties) in this process and a real relay.
+//! `crates/web/e2e/suite.mjs`, against apps in this process (two sides and, for a shuttle, an
+//! intermediary) and a real relay.
 //! The script tells this harness when to restart a party's app (`@@restart NAME` on its
 //! stdout) and waits for `restarted` on its stdin. Afterwards the exported agreement is checked
 //! with OpenSSH's `ssh-keygen -Y verify`.
@@ -78,6 +79,7 @@ async fn two_parties_negotiate_in_the_browser() {
             .unwrap();
     let (home_a, home_b) = (tmp.path().join("alice"), tmp.path().join("bao"));
     let a = start_ui(&home_a, "127.0.0.1:0".parse().unwrap(), false).await;
+    let c = start_ui(&tmp.path().join("omar"), "127.0.0.1:0".parse().unwrap(), false).await;
     let mut b = Some(start_ui(&home_b, "127.0.0.1:0".parse().unwrap(), false).await);
     let b_addr = b.as_ref().unwrap().addr();
     let out = tmp.path().join("out");
@@ -91,6 +93,7 @@ async fn two_parties_negotiate_in_the_browser() {
         .env("CHROMIUM", &chromium)
         .env("A_URL", a.url_with_token())
         .env("B_URL", b.as_ref().unwrap().url_with_token())
+        .env("C_URL", c.url_with_token())
         .env("RELAY", relay.address().to_string())
         .env("PASSPHRASE", PASSPHRASE)
         .env("OUT", &out)
@@ -118,6 +121,7 @@ async fn two_parties_negotiate_in_the_browser() {
     ssh_keygen_verifies(&out.join("agreement"));
     a.stop().await;
     b.unwrap().stop().await;
+    c.stop().await;
     relay.shutdown().await;
 }
 

@@ -234,3 +234,67 @@ pub async fn forward(
         Err(e) => render(&engine, &name, Some(&Problem::engine("compose", &e, &fields))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backchannel_client::{MessageFault, Why};
+
+    fn draw(entry: Entry, still_missing: Option<Vec<(u64, u64)>>) -> String {
+        let ctx = Context { name: "talks".into(), hub: None };
+        let open = still_missing.as_ref().map(|m| !m.is_empty());
+        entry_html(&ctx, EntryView { entry, open, still_missing })
+    }
+
+    fn entry_html(ctx: &Context, view: EntryView) -> String {
+        entry(ctx, 0, &view).into_string()
+    }
+
+    fn note(text: &str, relayed_by: Option<&str>, rephrased: bool) -> Entry {
+        Entry::Note {
+            from: "Bao".into(),
+            outgoing: false,
+            text: text.into(),
+            sent_at: 0,
+            at: 0,
+            seq: 1,
+            relayed_by: relayed_by.map(str::to_owned),
+            rephrased,
+        }
+    }
+
+    #[test]
+    fn gaps_and_rejections_are_shown_as_such_never_as_notes() {
+        let gap = draw(Entry::Gap { from: "Bao".into(), first: 3, last: 5, at: 0, source: None }, Some(vec![(4, 5)]));
+        assert!(gap.contains(r#"class="gap""#) && gap.contains("Missing notes") && gap.contains("Still missing: 4–5"), "{gap}");
+        assert!(!gap.contains("note"), "{gap}");
+        let closed = draw(Entry::Gap { from: "Bao".into(), first: 3, last: 3, at: 0, source: None }, Some(vec![]));
+        assert!(closed.contains("All of them arrived since"), "{closed}");
+        let forged = Why::Message { fault: MessageFault::Forged { what: "a block".into() } };
+        let rejected = draw(Entry::rejected("Bao", forged, 0), None);
+        assert!(rejected.contains(r#"class="rejected""#) && rejected.contains("failed authentication"), "{rejected}");
+        assert!(!rejected.contains("class=\"note"), "{rejected}");
+    }
+
+    #[test]
+    fn relayed_notes_say_by_whom_and_a_peers_markup_is_text() {
+        let relayed = draw(note("<script>alert(1)</script>", Some("Omar"), true), None);
+        assert!(relayed.contains("Relayed by <bdi>Omar</bdi> (rephrased)"), "{relayed}");
+        assert!(!relayed.contains("<script>") && relayed.contains("&lt;script&gt;"), "{relayed}");
+        let direct = draw(note("plain", None, false), None);
+        assert!(!direct.contains("Relayed"), "{direct}");
+    }
+
+    #[test]
+    fn the_hub_can_pass_on_received_notes_only() {
+        let hub = Context { name: "muscat".into(), hub: Some(Hub { members: vec![("Bao@B".into(), "Bao (B)".into())] }) };
+        let view = |entry| EntryView { entry, open: None, still_missing: None };
+        assert!(entry_html(&hub, view(note("x", None, false))).contains("Pass this note on"));
+        let mut mine = note("x", None, false);
+        if let Entry::Note { outgoing, .. } = &mut mine {
+            *outgoing = true;
+        }
+        assert!(!entry_html(&hub, view(mine)).contains("Pass this note on"), "our own note");
+        assert!(!entry_html(&hub, view(note("x", Some("Omar"), false))).contains("Pass this note on"), "already relayed");
+    }
+}
