@@ -62,7 +62,11 @@ fn rss(pid: u32) -> (u64, u64) {
 fn note_latency_page_to_page_beside_watch_and_memory() {
     let chromium = Path::new("/usr/bin/chromium");
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/e2e");
-    assert!(chromium.exists() && e2e.join("node_modules/playwright-core").is_dir(), "needs chromium and `npm ci` in {}", e2e.display());
+    assert!(
+        chromium.exists() && e2e.join("node_modules/playwright-core").is_dir(),
+        "needs chromium and `npm ci` in {}",
+        e2e.display()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let relay = Relay::start(&tmp.path().join("relay"), 0);
     let alice = Party::new(tmp.path(), "Alice", "Delegation A");
@@ -110,7 +114,9 @@ fn note_latency_page_to_page_beside_watch_and_memory() {
             let (b, b_peak) = rss(b_ui.id());
             let (w, w_peak) = rss(watch.id());
             let (a, _) = rss(a_ui.id());
-            println!("memory {label}: Bao's ui {b} KiB (peak {b_peak}), Chen's watch {w} KiB (peak {w_peak}), Alice's ui {a} KiB");
+            println!(
+                "memory {label}: Bao's ui {b} KiB (peak {b_peak}), Chen's watch {w} KiB (peak {w_peak}), Alice's ui {a} KiB"
+            );
             memory.push(serde_json::json!({ "at": label, "ui_kib": b, "ui_peak_kib": b_peak, "watch_kib": w, "sender_ui_kib": a }));
             let mut w = to_node.lock().unwrap();
             writeln!(w, "@@ok").unwrap();

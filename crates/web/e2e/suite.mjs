@@ -120,16 +120,28 @@ try {
   await pa.waitForFunction(() => document.querySelector("#strength").textContent.startsWith("Weak"));
   await pa.fill("#passphrase", "");
   await screen(pa, "first-run");
-  for (const [page, url, name, side] of [[pa, A_URL, "Alice", "Delegation A"], [pb, B_URL, "Bao", "Delegation B"]]) {
-    if (page === pb) await page.goto(url);
-    await page.fill("#name", name);
-    await page.fill("#side", side);
-    await page.fill("#passphrase", PASS);
-    await page.fill("#again", PASS);
-    await page.press("#again", "Enter");
-    await page.waitForURL(/\/contacts$/);
-    check(!(await page.content()).includes(PASS), "the passphrase never comes back");
+  // Two passphrases that differ: said beside the form, the name kept, the passphrase not.
+  await pa.fill("#name", "Alice");
+  await pa.fill("#side", "Delegation A");
+  await pa.fill("#passphrase", PASS);
+  await pa.fill("#again", PASS + "!");
+  await pa.press("#again", "Enter");
+  await pa.waitForSelector("form#create .problem:has-text('The two passphrases differ')");
+  check((await pa.inputValue("#name")) === "Alice" && (await pa.inputValue("#passphrase")) === "", "kept what may be kept");
+  await pa.fill("#passphrase", PASS);
+  await pa.fill("#again", PASS);
+  await pa.press("#again", "Enter");
+  await pa.waitForURL(/\/contacts$/);
+  // Bao's with the keyboard alone: the name field has the focus, Tab moves on, Enter sends.
+  await pb.goto(B_URL);
+  await pb.waitForSelector("form#create");
+  for (const [text, tabs] of [["Bao", 1], ["Delegation B", 1], [PASS, 1], [PASS, 0]]) {
+    await pb.keyboard.type(text);
+    for (let i = 0; i < tabs; i++) await pb.keyboard.press("Tab");
   }
+  await pb.keyboard.press("Enter");
+  await pb.waitForURL(/\/contacts$/);
+  for (const page of [pa, pb]) check(!(await page.content()).includes(PASS), "the passphrase never comes back");
 
   log("the app's own security");
   const cookies = await a.ctx.cookies(A);
@@ -168,6 +180,10 @@ try {
   check(invitation.startsWith("backchannel:"), "an invitation");
   await screen(pa, "contacts");
   await go(pb, B, "/contacts");
+  // An error is shown where it happened, in words that say what to do.
+  await pb.fill("#text", "backchannel:not-an-invitation");
+  await pb.click("form#accept button[type=submit]");
+  await pb.waitForSelector("form#accept .problem:has-text('This invitation cannot be used')");
   await pb.fill("#text", invitation);
   await pb.click("form#accept button[type=submit]");
   await pb.waitForURL(/\/contacts\/Alice%40Delegation%20A$/);
@@ -182,7 +198,8 @@ try {
   check(await pa.evaluate(() => document.querySelector("img.qr").naturalWidth > 0), "the QR code draws");
   await screen(pa, "safety-number");
   for (const page of [pa, pb]) {
-    await page.click("form#verify button");
+    await page.focus("form#verify button");
+    await page.keyboard.press("Enter");
     await page.waitForSelector(".badge.good:has-text('verified')");
   }
 

@@ -265,14 +265,26 @@ mod tests {
 
     #[test]
     fn gaps_and_rejections_are_shown_as_such_never_as_notes() {
-        let gap = draw(Entry::Gap { from: "Bao".into(), first: 3, last: 5, at: 0, source: None }, Some(vec![(4, 5)]));
-        assert!(gap.contains(r#"class="gap""#) && gap.contains("Missing notes") && gap.contains("Still missing: 4–5"), "{gap}");
+        let gap = draw(
+            Entry::Gap { from: "Bao".into(), first: 3, last: 5, at: 0, source: None },
+            Some(vec![(4, 5)]),
+        );
+        assert!(
+            gap.contains(r#"class="gap""#)
+                && gap.contains("Missing notes")
+                && gap.contains("Still missing: 4–5"),
+            "{gap}"
+        );
         assert!(!gap.contains("note"), "{gap}");
-        let closed = draw(Entry::Gap { from: "Bao".into(), first: 3, last: 3, at: 0, source: None }, Some(vec![]));
+        let closed =
+            draw(Entry::Gap { from: "Bao".into(), first: 3, last: 3, at: 0, source: None }, Some(vec![]));
         assert!(closed.contains("All of them arrived since"), "{closed}");
         let forged = Why::Message { fault: MessageFault::Forged { what: "a block".into() } };
         let rejected = draw(Entry::rejected("Bao", forged, 0), None);
-        assert!(rejected.contains(r#"class="rejected""#) && rejected.contains("failed authentication"), "{rejected}");
+        assert!(
+            rejected.contains(r#"class="rejected""#) && rejected.contains("failed authentication"),
+            "{rejected}"
+        );
         assert!(!rejected.contains("class=\"note"), "{rejected}");
     }
 
@@ -287,7 +299,10 @@ mod tests {
 
     #[test]
     fn the_hub_can_pass_on_received_notes_only() {
-        let hub = Context { name: "muscat".into(), hub: Some(Hub { members: vec![("Bao@B".into(), "Bao (B)".into())] }) };
+        let hub = Context {
+            name: "muscat".into(),
+            hub: Some(Hub { members: vec![("Bao@B".into(), "Bao (B)".into())] }),
+        };
         let view = |entry| EntryView { entry, open: None, still_missing: None };
         assert!(entry_html(&hub, view(note("x", None, false))).contains("Pass this note on"));
         let mut mine = note("x", None, false);
@@ -295,6 +310,9 @@ mod tests {
             *outgoing = true;
         }
         assert!(!entry_html(&hub, view(mine)).contains("Pass this note on"), "our own note");
-        assert!(!entry_html(&hub, view(note("x", Some("Omar"), false))).contains("Pass this note on"), "already relayed");
+        assert!(
+            !entry_html(&hub, view(note("x", Some("Omar"), false))).contains("Pass this note on"),
+            "already relayed"
+        );
     }
 }
