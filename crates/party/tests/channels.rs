@@ -595,16 +595,14 @@ fn in_a_shuttle_sides_reach_only_the_hub_and_what_it_passes_on_is_marked_relayed
 fn an_introduction_to_the_creator_or_to_its_own_sender_is_refused() {
     const A: Who = 0;
     const B: Who = 1;
-    let (mut w, ch) =
-        World::channel_of(&[("Alice", "A"), ("Bao", "B")], Mode::Direct, Role::Principal, &[Role::Principal]);
+    let (mut w, ch) = World::channel_of(&[("Alice", "A"), ("Bao", "B")], Mode::Direct, Role::Principal, &[Role::Principal]);
     for to in [B, A] {
         w.clear();
         let body = ChannelBody::Introduce { from: w.key(B), to: w.key(to), invitation: "invitation".into() };
         w.send(B, A, ch, &body);
         // Delivered by hand: the harness refuses a party sealing to itself.
         let env = w.take(|_| true);
-        let sealed_to_self =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.deliver(env))).is_err();
+        let sealed_to_self = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.deliver(env))).is_err();
         assert!(!sealed_to_self, "the creator sealed the introduction to itself");
         assert_eq!(w.rejections(A), [Why::BadIntroduction], "to party {to}");
         assert!(w.wire.is_empty() && w.parties[A].parked.is_empty(), "to party {to}: it was passed on");

@@ -167,6 +167,7 @@
     const es = new EventSource(url);
     es.addEventListener("hello", () => {
       backoff = 500;
+      document.documentElement.dataset.live = "on";
       say(lost ? "Reconnected." : "");
       lost = false;
       // What changed between drawing the page and subscribing is drawn now.
@@ -193,6 +194,7 @@
     });
     es.onerror = () => {
       lost = true;
+      document.documentElement.dataset.live = "lost";
       say("The connection to the app was lost; reconnecting…");
       if (es.readyState === EventSource.CLOSED) {
         setTimeout(stream, backoff);

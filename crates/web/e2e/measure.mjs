@@ -23,7 +23,8 @@ const until = (done, what) => new Promise((resolve, reject) => {
 });
 
 let ok = null;
-readline.createInterface({ input: process.stdin }).on("line", (line) => {
+const harness = readline.createInterface({ input: process.stdin });
+harness.on("line", (line) => {
   const at = performance.now();
   if (line === "@@ok" && ok) { const r = ok; ok = null; r(); return; }
   const m = line.match(/note-(\d+)-(\w+)/);
@@ -55,8 +56,8 @@ const observe = () => pb.evaluate(() => {
   }).observe(document.querySelector("#timeline"), { childList: true });
 });
 await observe();
-// The page has subscribed once it said hello (its status line stays empty on a first connect).
-await pb.waitForFunction(() => performance.getEntriesByType("resource").some((e) => e.name.includes("/events?c=")));
+// Both pages follow their events (the script marks the page once the stream said hello).
+for (const page of [pa, pb]) await page.waitForSelector("html[data-live=on]");
 
 async function send(i) {
   const t0 = performance.now();
@@ -105,3 +106,5 @@ console.log(`reloading Bao's page with ${LOADED} notes: ${reload.toFixed(0)} ms`
 await memory(`${LOADED} notes, after a reload`);
 console.log("@@result " + JSON.stringify({ small: summary(small), loaded: summary(loaded), reload_ms: Math.round(reload) }));
 await browser.close();
+harness.close();
+process.stdin.destroy();
