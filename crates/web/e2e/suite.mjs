@@ -397,6 +397,19 @@ try {
   check(/Relayed by Omar \(rephrased\)/.test(mark), `the relayed mark: ${mark}`);
   check(!(await pb.content()).includes("Our principals could consider"), "the side's own words stay with the intermediary");
 
+  log("after a restart without the passphrase, the open page asks for it and comes back");
+  await harness("@@restart-locked b", "restarted");
+  await pb.waitForSelector("form#unlock", { timeout: WAIT });
+  await pb.fill("#passphrase", "not the passphrase");
+  await pb.press("#passphrase", "Enter");
+  await pb.waitForSelector("form#unlock .problem:has-text('does not unlock')");
+  check((await pb.inputValue("#passphrase")) === "", "a passphrase is never shown again");
+  await screen(pb, "unlock");
+  await pb.fill("#passphrase", PASS);
+  await pb.press("#passphrase", "Enter");
+  await pb.waitForURL(/\/talk\/muscat$/);
+  await pb.waitForSelector("li.note:has-text('Delegation A signals openness')");
+
   check(problems.length === 0, `the pages reported:\n  ${problems.join("\n  ")}`);
   check(external.length === 0, `requests left the app: ${external.join(", ")}`);
   log("all passed");

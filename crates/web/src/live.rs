@@ -71,12 +71,20 @@ fn concerns(update: &Update, name: &str) -> bool {
     conversation.name.eq_ignore_ascii_case(name) || conversation.name.eq_ignore_ascii_case(bare)
 }
 
+/// What the status line says of the engine's own news: links, and troubles it went on past.
 fn link_text(update: &Update) -> Option<String> {
     match update {
         Update::Link { up: true, detail: None, .. } => Some("Connected to your relay.".into()),
         Update::Link { up: false, .. } => {
             Some("Your relay cannot be reached; retrying. What you send waits.".into())
         }
+        Update::Task { trouble } => Some(format!(
+            "An introduction in “{}” could not be made: {}{}",
+            crate::words::peer(&trouble.channel),
+            crate::words::error(&trouble.error),
+            if trouble.retry { " It will be tried again." } else { "" }
+        )),
+        Update::Trouble { error } => Some(crate::words::error(error)),
         _ => None,
     }
 }
@@ -161,6 +169,18 @@ mod tests {
         let conversation = Conversation { kind, key: "k".into(), name: name.into() };
         let entry = Entry::Legacy { text: "t".into(), at: 0 };
         Update::Party { event: Event::Entry { conversation, entry } }
+    }
+
+    #[test]
+    fn the_engines_troubles_reach_the_status_line() {
+        let error = backchannel_client::ClientError::DiskFull { path: "/x".into() };
+        let said = link_text(&Update::Trouble { error });
+        assert_eq!(
+            said.as_deref(),
+            Some("The disk is full. Free some space and try again; nothing was changed.")
+        );
+        let down = Update::Link { relay: "r".into(), up: false, detail: Some("refused".into()) };
+        assert!(link_text(&down).is_some_and(|t| t.contains("cannot be reached")));
     }
 
     #[test]

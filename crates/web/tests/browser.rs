@@ -108,11 +108,14 @@ async fn two_parties_negotiate_in_the_browser() {
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
     while let Some(line) = lines.next_line().await.unwrap() {
         println!("{line}");
-        if line.trim() == "@@restart b" {
-            b.take().unwrap().stop().await;
-            b = Some(start_ui(&home_b, b_addr, true).await);
-            stdin.write_all(b"restarted\n").await.unwrap();
-        }
+        let unlock = match line.trim() {
+            "@@restart b" => true,
+            "@@restart-locked b" => false,
+            _ => continue,
+        };
+        b.take().unwrap().stop().await;
+        b = Some(start_ui(&home_b, b_addr, unlock).await);
+        stdin.write_all(b"restarted\n").await.unwrap();
     }
     let status =
         tokio::time::timeout(std::time::Duration::from_secs(30), node.wait()).await.unwrap().unwrap();

@@ -275,7 +275,7 @@ mod tests {
                 && gap.contains("Still missing: 4–5"),
             "{gap}"
         );
-        assert!(!gap.contains("note"), "{gap}");
+        assert!(!gap.contains("class=\"note"), "{gap}");
         let closed =
             draw(Entry::Gap { from: "Bao".into(), first: 3, last: 3, at: 0, source: None }, Some(vec![]));
         assert!(closed.contains("All of them arrived since"), "{closed}");
