@@ -3,20 +3,24 @@
 //!
 //! Phases: `idle` (relay cost of idle queues), `client` (protocol CPU per note vs raw Olm),
 //! `channel` (fan-out to 50 members vs raw Olm; ratify + verify vs raw Ed25519),
-//! `relay` and `postgres` (relay throughput), `jetstream` (the broker baseline), `e2e` (note
-//! latency between two parties vs JetStream publish → receipt), `probe` (a single-value probe end
+//! `relay` and `postgres` (relay throughput), `sockets` (10,000 WebSocket followers on one
+//! node), `jetstream` (the broker baseline), `e2e` (note latency between two parties vs
+//! JetStream publish → receipt), `engine` (the event stream of a running engine under load:
+//! events per second, none lost), `probe` (a single-value probe end
 //! to end through a relay; 10k and 100k package probes vs OpenMined PSI).
 #![forbid(unsafe_code)]
 
 mod channel;
 mod client_cpu;
 mod e2e;
+mod engine_events;
 mod idle;
 mod jetstream;
 mod probe;
 mod relay_load;
 mod relay_push;
 mod report;
+mod sockets;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,15 +36,18 @@ USAGE: backchannel-bench [--json FILE] [--quick] [--only NAME,...]
 
   --json FILE   also write the results as one flat JSON object of numbers
   --quick       short phases (the whole run in about a minute), for CI smoke tests
-  --only NAMES  run only these phases: idle, client, channel, relay, postgres, jetstream, e2e,
-                probe
+  --only NAMES  run only these phases: idle, client, channel, relay, postgres, sockets,
+                jetstream, e2e, engine, probe
 
 Environment: BACKCHANNEL_BENCH_POSTGRES (PostgreSQL URL, default
 postgres://postgres@127.0.0.1:5432/test), BACKCHANNEL_BENCH_NATS (default 127.0.0.1:4222),
-BACKCHANNEL_BENCH_RELAY_CONNS=P,C (producer and consumer connections, to tune the load).
+BACKCHANNEL_BENCH_RELAY_CONNS=P,C (producer and consumer connections, to tune the load),
+BACKCHANNEL_BENCH_SOCKETS=N (WebSocket followers in the sockets phase, default 10000; the
+file-descriptor soft limit is raised to fit, with prlimit).
 ";
 
-const PHASES: [&str; 8] = ["idle", "client", "channel", "relay", "postgres", "jetstream", "e2e", "probe"];
+const PHASES: [&str; 10] =
+    ["idle", "client", "channel", "relay", "postgres", "sockets", "jetstream", "e2e", "engine", "probe"];
 
 struct Args {
     json: Option<PathBuf>,
@@ -95,6 +102,12 @@ impl Timing {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir, connections] = argv.as_slice()
+        && flag == sockets::SERVE_FLAG
+    {
+        return sockets::serve(dir, connections).await;
+    }
     let Some(args) = Args::parse()? else {
         print!("{HELP}");
         return Ok(());
@@ -130,8 +143,10 @@ async fn run_phase(phase: &str, report: &mut Report, timing: Timing) -> Result<(
         "channel" => channel::run(report, timing).await,
         "relay" => relay_load::run_sqlite(report, timing).await,
         "postgres" => relay_load::run_postgres(report, timing).await,
+        "sockets" => sockets::run(report, timing).await,
         "jetstream" => jetstream::run_throughput(report, timing).await,
         "e2e" => e2e::run(report, timing).await,
+        "engine" => engine_events::run(report, timing).await,
         "probe" => probe::run(report, timing).await,
         other => bail!("no phase {other}"),
     }

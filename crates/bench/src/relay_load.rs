@@ -81,7 +81,34 @@ async fn postgres_both(report: &mut Report, url: &str, timing: Timing) -> Result
             "relay (PostgreSQL, {consume:?} consumers, a schema of its own dropped after): {shape}"
         ));
     }
+    let (rate, shape) = measure_two_nodes(url, timing).await?;
+    report.set("relay_blocks_per_s_postgres_two_nodes", rate);
+    report.note(format!(
+        "relay (PostgreSQL, two nodes: producers on one, WebSocket consumers on the other, woken by the \
+         first node's notifications): {shape}"
+    ));
     Ok(())
+}
+
+/// Two relay nodes on one database: producers send through the first, consumers follow
+/// through the second, so every block crosses from node to node by way of the database.
+async fn measure_two_nodes(url: &str, timing: Timing) -> Result<(f64, String)> {
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let a = backchannel_relay::start(options(StoreSpec::Postgres(url.to_owned()), dir_a.path())?).await?;
+    let b = backchannel_relay::start(options(StoreSpec::Postgres(url.to_owned()), dir_b.path())?).await?;
+    let result = drive(a.address(), b.address(), timing, Consume::Push).await;
+    a.shutdown().await;
+    b.shutdown().await;
+    let (rate, waits) = result?;
+    Ok((rate, format!("as the one-node PostgreSQL run; {waits}")))
+}
+
+fn options(store: StoreSpec, dir: &Path) -> Result<RelayOptions> {
+    let mut options = RelayOptions::new("127.0.0.1:0".parse()?, dir);
+    options.store = store;
+    // The per-connection request limit guards against abuse; here it would cap the load.
+    options.config = RelayConfig { rate_per_sec: 1_000_000, rate_burst: 1_000_000, ..RelayConfig::default() };
+    Ok(options)
 }
 
 fn unix_ms() -> u128 {
@@ -109,12 +136,8 @@ fn with_search_path(url: &str, schema: &str) -> String {
 
 /// Starts a relay on `store` and drives the load; returns blocks/s and a description.
 async fn measure(store: StoreSpec, dir: &Path, timing: Timing, consume: Consume) -> Result<(f64, String)> {
-    let mut options = RelayOptions::new("127.0.0.1:0".parse()?, dir);
-    options.store = store;
-    // The per-connection request limit guards against abuse; here it would cap the load.
-    options.config = RelayConfig { rate_per_sec: 1_000_000, rate_burst: 1_000_000, ..RelayConfig::default() };
-    let relay = backchannel_relay::start(options).await?;
-    let result = drive(relay.address(), timing, consume).await;
+    let relay = backchannel_relay::start(options(store, dir)?).await?;
+    let result = drive(relay.address(), relay.address(), timing, consume).await;
     relay.shutdown().await;
     let (rate, waits) = result?;
     let (producers, consumers) = connections()?;
@@ -181,7 +204,12 @@ impl Progress {
 }
 
 /// Runs the load; returns blocks/s and how long requests waited.
-async fn drive(address: &RelayAddress, timing: Timing, consume: Consume) -> Result<(f64, String)> {
+async fn drive(
+    address: &RelayAddress,
+    consumer_address: &RelayAddress,
+    timing: Timing,
+    consume: Consume,
+) -> Result<(f64, String)> {
     let (producers, consumers) = connections()?;
     let queues = Arc::new(create_queues(address).await?);
     let progress = Arc::new(Progress::default());
@@ -192,8 +220,10 @@ async fn drive(address: &RelayAddress, timing: Timing, consume: Consume) -> Resu
     for c in 0..consumers {
         let mine: Vec<Queue> = queues.iter().skip(c).step_by(consumers).cloned().collect();
         match consume {
-            Consume::Push => tasks.spawn(crate::relay_push::consume(address.clone(), mine, progress.clone())),
-            Consume::Fetch => tasks.spawn(consume_fetch(address.clone(), mine, progress.clone())),
+            Consume::Push => {
+                tasks.spawn(crate::relay_push::consume(consumer_address.clone(), mine, progress.clone()))
+            }
+            Consume::Fetch => tasks.spawn(consume_fetch(consumer_address.clone(), mine, progress.clone())),
         };
     }
     let rate = count_window(&mut tasks, &progress, timing).await?;

@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a relay (a neutral host) that stores and forwards sealed blocks.
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Create this party: keys and an encrypted store.
     Init {
         /// Your name as contacts will see it.
@@ -327,32 +327,72 @@ pub enum ProbeCmd {
     },
 }
 
-#[derive(clap::Args, Debug)]
+/// Every flag can also be a key of the same name in `--config FILE` (TOML); a flag given on
+/// the command line wins over the file. Defaults are in each flag's help.
+#[derive(clap::Args, Debug, Default)]
 pub struct RelayArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4443")]
-    pub listen: SocketAddr,
+    /// Read settings from this TOML file (keys are the flag names: `listen = "0.0.0.0:4443"`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:4443].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Directory for the relay's certificate, address file and embedded store.
     #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// `sqlite` (embedded, in DIR) or a PostgreSQL URL (postgres://…).
-    #[arg(long, default_value = "sqlite", env = "BACKCHANNEL_RELAY_STORE")]
-    pub store: String,
+    pub data: Option<PathBuf>,
+    /// `sqlite` (embedded, in DIR) or a PostgreSQL URL (postgres://…), shared by every node
+    /// of a host [default: sqlite].
+    #[arg(long, env = "BACKCHANNEL_RELAY_STORE")]
+    pub store: Option<String>,
     /// Host name or IP that clients use to reach this relay (default: the listen IP).
     #[arg(long)]
     pub public_host: Option<String>,
-    /// Size of every stored block in bytes (all clients of a deployment use it).
-    #[arg(long, default_value_t = backchannel_wire::DEFAULT_BLOCK_SIZE)]
-    pub block_size: usize,
-    /// How long an unacknowledged block is kept: e.g. 14d.
-    #[arg(long, default_value = "14d", value_name = "DURATION")]
-    pub ttl: String,
+    /// Every node of this host as clients reach them, `HOST:PORT,HOST:PORT`: the relay
+    /// address lists them all, and clients fail over between them (default: this node).
+    #[arg(long, value_name = "LIST")]
+    pub nodes: Option<String>,
+    /// TLS certificate and key (DER), shared by every node of a host [default: cert.der and
+    /// key.der in DIR, made on first start].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The certificate to rotate to, and its key (made if both are missing): its fingerprint
+    /// joins the relay address, so addresses given out now keep working after the rotation.
+    #[arg(long, value_name = "FILE", requires = "tls_next_key")]
+    pub tls_next_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_next_cert")]
+    pub tls_next_key: Option<PathBuf>,
+    /// Size of every stored block in bytes; every node of a host must use the same
+    /// [default: 4096].
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// How long an unacknowledged block is kept: e.g. 14d [default: 14d].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
     /// Embedded store only: the most megabytes it may hold; past it, sends are refused as on
     /// a full disk until recipients fetch and acknowledge.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_store_mb: Option<u64>,
     /// Queues the whole relay creates per second, whatever the number of connections asking
-    /// (bursts of ten times as many); past it, creations get `429`.
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub queue_rate: u32,
+    /// (bursts of ten times as many); past it, creations get `429` [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_rate: Option<u32>,
+    /// Most connections (and so WebSockets) served at once; each needs a file descriptor
+    /// [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+    /// Serve `/metrics` (plain HTTP) on this address, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also serve `/metrics` on the public port, to `Authorization: Bearer TOKEN` with the
+    /// token read from this file (at least 16 characters) [default: off].
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// `text` or `json` (one object per line) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log each client's IP address when it connects (not logged otherwise).
+    #[arg(long)]
+    pub log_client_ips: bool,
 }

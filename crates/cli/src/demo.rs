@@ -283,8 +283,9 @@ async fn ratification(cast: &mut Cast, dir: &Path) -> Result<()> {
 
 /// Checks every signature with OpenSSH's own tool, when it is installed.
 fn ssh_keygen_check(out: &Path, agreement: &backchannel_proto::agreement::Agreement) -> Result<()> {
-    let text = std::fs::read(out.join(backchannel_proto::agreement::TEXT_FILE))?;
     for principal in agreement.principals() {
+        // Each signature covers its signatory's statement, which names the text by its sha256.
+        let text = std::fs::read(out.join(backchannel_proto::agreement::statement_file(&principal)))?;
         let child = std::process::Command::new("ssh-keygen")
             .args(["-Y", "verify", "-f", "allowed_signers", "-I", &principal, "-n"])
             .arg(backchannel_proto::agreement::NAMESPACE)

@@ -11,7 +11,8 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
-    init_logging(cli.verbose);
+    let json = matches!(&cli.command, args::Command::Relay(r) if relay_logs_json(r));
+    init_logging(cli.verbose, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -29,13 +30,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// `relay --log-format json`, or `log-format = "json"` in its `--config` file (read here only
+/// for this; the relay reads and checks the whole file later).
+fn relay_logs_json(r: &args::RelayArgs) -> bool {
+    if let Some(format) = &r.log_format {
+        return format == "json";
+    }
+    let file = r.config.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    let table = file.and_then(|text| text.parse::<toml::Table>().ok());
+    table.is_some_and(|t| t.get("log-format").and_then(toml::Value::as_str) == Some("json"))
+}
+
+/// Logs go to stderr: readable text, or one JSON object per line (`relay --log-format json`,
+/// for log shippers).
+fn init_logging(verbose: u8, json: bool) {
     let level = match verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
+    if json {
+        tracing_subscriber::fmt().json().with_max_level(level).with_writer(std::io::stderr).init();
+        return;
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_max_level(level).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -521,7 +521,8 @@ fn ssh_keygen_verify(dir: &Path, principal: &str) -> Option<std::process::Output
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => panic!("cannot run ssh-keygen: {e}"),
     };
-    let text = std::fs::read(dir.join("agreement.txt")).unwrap();
+    // A signature covers its signatory's statement (which names the text by its sha256).
+    let text = std::fs::read(dir.join(format!("{principal}.statement"))).unwrap();
     // ssh-keygen may stop reading early when it fails; a broken pipe is its answer, not ours.
     let _ = child.stdin.take().unwrap().write_all(&text);
     Some(child.wait_with_output().unwrap())
@@ -547,6 +548,37 @@ fn principals(dir: &Path) -> Vec<String> {
         .iter()
         .map(|s| s["principal"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The base64 key a principal's line in allowed_signers holds.
+fn principals_key(dir: &Path, principal: &str) -> String {
+    let allowed = std::fs::read_to_string(dir.join("allowed_signers")).unwrap();
+    let line = allowed.lines().find(|l| l.starts_with(&format!("{principal} "))).unwrap();
+    line.split(' ').nth(3).unwrap().to_owned()
+}
+
+/// The review's forged SSHSIG: the identity point as key, R = identity, s = 0, which a
+/// cofactorless verifier (and `ssh-keygen -Y verify` of OpenSSH 9.2) accepts for any text.
+fn forged_signature() -> String {
+    use base64::Engine;
+    let s = |b: &[u8]| [&(b.len() as u32).to_be_bytes()[..], b].concat();
+    let mut pk = [0u8; 32];
+    pk[0] = 1;
+    let pubblob = [s(b"ssh-ed25519"), s(&pk)].concat();
+    let sigblob = [s(b"ssh-ed25519"), s(&[&pk[..], &[0u8; 32]].concat())].concat();
+    let blob = [
+        b"SSHSIG".to_vec(),
+        1u32.to_be_bytes().to_vec(),
+        s(&pubblob),
+        s(b"backchannel-agreement"),
+        s(b""),
+        s(b"sha512"),
+        s(&sigblob),
+    ]
+    .concat();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(blob);
+    let lines: Vec<&str> = b64.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n", lines.join("\n"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -646,8 +678,16 @@ fn an_agreement_is_ratified_by_both_sides_exported_and_verified_anywhere() {
     let err = alice.fails(&["agreement", "verify", changed.to_str().unwrap()]);
     assert!(err.contains("the text was changed after signing"), "{err}");
     if ssh {
+        // ssh-keygen checks the statement, which still verifies; it names the text by a hash
+        // that the changed text no longer has.
         let out = ssh_keygen_verify(&changed, "alice@delegation-a").unwrap();
-        assert!(!out.status.success(), "ssh-keygen accepts a changed text");
+        assert!(out.status.success(), "the statement is unchanged");
+        let statement = std::fs::read_to_string(changed.join("alice@delegation-a.statement")).unwrap();
+        assert!(statement.contains(&format!("text-sha256: {id}\n")), "{statement}");
+        let changed_hash = backchannel_wire::hex_encode(&backchannel_proto::agreement::text_hash(
+            &std::fs::read(changed.join("agreement.txt")).unwrap(),
+        ));
+        assert_ne!(changed_hash, id);
     }
 
     // A signature file removed.
@@ -715,6 +755,38 @@ fn an_agreement_is_ratified_by_both_sides_exported_and_verified_anywhere() {
         let out = ssh_keygen_verify(&resigned, "bao@delegation-b").unwrap();
         assert!(!out.status.success(), "ssh-keygen accepts another identity's signature");
     }
+
+    // Issue 10, H2: Bao's key and signature replaced by a small-order key and the signature
+    // (R = identity, s = 0) that fits any text (the review's forgery).
+    let weak = dir.join("weak");
+    copy_dir(&export, &weak);
+    let weak_key = {
+        let mut k = [0u8; 32];
+        k[0] = 1;
+        backchannel_proto::agreement::seal_public_key_openssh(&k, "").unwrap()
+    };
+    let bao_key = principals_key(&export, "bao@delegation-b");
+    for file in ["allowed_signers", "manifest.json"] {
+        let content = std::fs::read_to_string(weak.join(file)).unwrap();
+        std::fs::write(weak.join(file), content.replace(&bao_key, weak_key.split(' ').nth(1).unwrap()))
+            .unwrap();
+    }
+    std::fs::write(weak.join("bao@delegation-b.sig"), forged_signature()).unwrap();
+    let err = alice.fails(&["agreement", "verify", weak.to_str().unwrap()]);
+    assert!(err.contains("does NOT verify") && err.contains("Bao's seal key (side Delegation B)"), "{err}");
+    assert!(err.contains(&format!("ssh-ed25519 01{}", "00".repeat(31))) && err.contains("weak"), "{err}");
+
+    // Issue 10, M6: the manifest narrowed to one side, Bao and his files removed, retitled.
+    let narrowed = dir.join("narrowed");
+    copy_dir(&dropped, &narrowed);
+    std::fs::remove_file(narrowed.join("bao@delegation-b.statement")).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(narrowed.join("manifest.json")).unwrap()).unwrap();
+    manifest["required_sides"] = serde_json::json!(["Delegation A"]);
+    manifest["title"] = Value::String("Framework (Delegation A's terms)".into());
+    std::fs::write(narrowed.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let err = alice.fails(&["agreement", "verify", narrowed.to_str().unwrap()]);
+    assert!(err.contains("does NOT verify") && err.contains("Alice signed the title \"Framework\""), "{err}");
 
     // Checked against the verifier's contacts.
     let out = omar.ok(&["agreement", "verify", exported, "--contacts"]);
@@ -940,7 +1012,7 @@ mod library {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_removed_member_that_has_not_heard_yet_cannot_post_to_the_channel() {
-        let mut w = World::new().await;
+        let w = World::new().await;
         w.omar.channel_remove("talks", "Bao").await.unwrap();
         let heard = w.alice.sync_once().await.unwrap();
         let removed = |e: &Event| {

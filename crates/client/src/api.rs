@@ -430,7 +430,7 @@ impl Engine {
 
     /// What waits in the outbox (with why, for items a relay refused).
     pub fn outbox(&self) -> Result<Vec<QueuedView>> {
-        self.shared.read(crate::engine::list_outbox)
+        self.shared.with_core(crate::engine::list_outbox)
     }
 
     /// Drops an outbox item the user gave up on.

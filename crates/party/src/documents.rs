@@ -2,8 +2,8 @@
 //! ratification, with the seals that ratify them. The summaries live here; the texts (up to
 //! several MiB) are stored apart ([`Effect::PutText`]) and read back through [`Lookup`].
 
-use backchannel_proto::agreement::{self, Agreement, Signatory};
-use backchannel_proto::channel::{ChannelBody, ChannelState, MAX_MEMBERS, MemberKey, Mode, Phase, Role};
+use backchannel_proto::agreement::{self, Agreement, ProposalRef, Signatory};
+use backchannel_proto::channel::{ChannelBody, ChannelState, MAX_MEMBERS, MemberKey, Mode, Phase};
 use backchannel_proto::identity::{Card, Identity};
 use backchannel_wire::hex_encode;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,10 @@ pub struct ProposalView {
     /// never counted (the intermediary could have made them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconfirmed: Vec<String>,
+    /// Seals made by an earlier version over the bare text, not over a signed statement: not
+    /// counted, and their signatories ratify again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,13 +60,21 @@ pub struct ProposalRecord {
     pub unconfirmed: Vec<Seal>,
 }
 
-/// A signatory's seal over a proposal, checked when it arrived.
+/// A signatory's seal over a proposal, checked when it arrived: its signature over its
+/// statement (dated `signed_at`) and its proof of possession of the seal key. Seals stored by
+/// older versions (over the bare text) have neither and no longer verify.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Seal {
     pub name: String,
     pub side: String,
     pub seal_key: [u8; 32],
     pub signature: String,
+    #[serde(default)]
+    pub identity_key: [u8; 32],
+    #[serde(default)]
+    pub signed_at: Option<u64>,
+    #[serde(default)]
+    pub possession: Option<String>,
 }
 
 /// A seal over a proposal we did not have yet when it arrived.
@@ -89,15 +101,36 @@ pub struct Documents {
 }
 
 impl Seal {
-    fn of(card: &Card, signature: String) -> Self {
-        Seal { name: card.name.clone(), side: card.side.clone(), seal_key: card.seal_key, signature }
+    fn of(card: &Card, signature: String, signed_at: Option<u64>, possession: Option<String>) -> Self {
+        Seal {
+            name: card.name.clone(),
+            side: card.side.clone(),
+            seal_key: card.seal_key,
+            signature,
+            identity_key: card.identity_key,
+            signed_at,
+            possession,
+        }
+    }
+
+    /// The signer's card as far as a seal needs it (no device key).
+    fn card(&self) -> Card {
+        Card {
+            name: self.name.clone(),
+            side: self.side.clone(),
+            identity_key: self.identity_key,
+            device_key: [0; 32],
+            seal_key: self.seal_key,
+        }
     }
 
     fn signatory(&self) -> Signatory {
         Signatory {
             name: self.name.clone(),
             side: self.side.clone(),
+            identity_key: self.identity_key,
             seal_key: self.seal_key,
+            signed_at: self.signed_at.unwrap_or(0),
             signature: self.signature.clone(),
         }
     }
@@ -108,15 +141,21 @@ impl Seal {
 }
 
 impl ProposalRecord {
+    /// The seals that count: made over a signed statement.
+    fn counted(&self) -> impl Iterator<Item = &Seal> {
+        self.seals.iter().filter(|s| s.signed_at.is_some())
+    }
+
     pub fn view(&self) -> ProposalView {
-        let signed: Vec<&str> = self.seals.iter().map(|s| s.side.as_str()).collect();
+        let signed: Vec<&str> = self.counted().map(|s| s.side.as_str()).collect();
         ProposalView {
             id: hex_encode(&self.id),
             title: self.title.clone(),
             signatories: self.signatories.clone(),
-            ratified_by: self.seals.iter().map(Seal::who).collect(),
+            ratified_by: self.counted().map(Seal::who).collect(),
             missing: self.signatories.iter().filter(|s| !signed.contains(&s.as_str())).cloned().collect(),
             unconfirmed: self.unconfirmed.iter().map(Seal::who).collect(),
+            stale: self.seals.iter().filter(|s| s.signed_at.is_none()).map(Seal::who).collect(),
         }
     }
 }
@@ -133,6 +172,11 @@ fn hex32(text: &str) -> Option<[u8; 32]> {
         out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
     Some(out)
+}
+
+/// What the channel knows of proposal `p`, to make or check a seal on it.
+fn proposal_ref<'a>(state: &ChannelState, p: &'a ProposalRecord) -> ProposalRef<'a> {
+    ProposalRef { channel: state.id, id: p.id, title: &p.title, required_sides: &p.signatories }
 }
 
 fn text_id(state: &ChannelState, kind: TextKind, sha256: [u8; 32]) -> TextId {
@@ -337,7 +381,6 @@ impl Documents {
         &mut self,
         state: &ChannelState,
         ctx: &Ctx<'_>,
-        lookup: &dyn Lookup,
         identity: &Identity,
         query: &str,
     ) -> Outcome<(ProposalView, Step)> {
@@ -348,18 +391,23 @@ impl Documents {
         if !p.signatories.contains(&me.side) {
             return Err(Why::NotSignatory { side: me.side.clone(), title: p.title.clone() });
         }
-        if p.seals.iter().any(|s| s.seal_key == me.seal_key) {
+        if p.counted().any(|s| s.seal_key == me.seal_key) {
             return Err(Why::AlreadyRatified { title: p.title.clone() });
         }
-        let text = self.proposal_text(state, lookup, p.id)?;
-        let signature = agreement::ratify(identity, text.as_bytes()).map_err(|e| Why::SealDoesNotVerify {
-            name: me.name.clone(),
-            title: p.title.clone(),
-            why: e.to_string(),
+        let sealed = proposal_ref(state, p).ratify(identity, ctx.now_ms / 1000).map_err(|e| {
+            Why::SealDoesNotVerify { name: me.name.clone(), title: p.title.clone(), why: e.to_string() }
         })?;
-        let body = ChannelBody::Ratification { proposal: p.id, signature: signature.clone(), signer: None };
+        let body = ChannelBody::Ratification {
+            proposal: p.id,
+            signature: sealed.signature.clone(),
+            signer: None,
+            signed_at: Some(sealed.signed_at),
+            possession: Some(sealed.possession.clone()),
+        };
         let title = p.title.clone();
-        self.proposals[i].seals.push(Seal::of(me, signature));
+        let seal = Seal::of(me, sealed.signature, Some(sealed.signed_at), Some(sealed.possession));
+        self.proposals[i].seals.retain(|s| s.seal_key != me.seal_key);
+        self.proposals[i].seals.push(seal);
         let mut step = Step::none();
         step.seal(recipients(state, &me.party()), state.id, &body);
         let what = ChannelEvent::Ratified { name: None, side: me.side.clone(), title: title.clone() };
@@ -377,10 +425,11 @@ impl Documents {
     pub fn agreement(&self, state: &ChannelState, lookup: &dyn Lookup, query: &str) -> Outcome<Agreement> {
         let p = &self.proposals[self.find_proposal(state, query)?];
         Ok(Agreement {
+            channel: state.id,
             title: p.title.clone(),
             text: self.proposal_text(state, lookup, p.id)?.into_bytes(),
             required_sides: p.signatories.clone(),
-            signatories: p.seals.iter().map(Seal::signatory).collect(),
+            signatories: p.counted().map(Seal::signatory).collect(),
             proposal_id: p.id,
         })
     }
@@ -432,6 +481,9 @@ impl Documents {
             }
             ChannelBody::Proposal { title, text, signatories } => {
                 may_draft(state, sender)?;
+                if !matches!(state.phase, Phase::Drafting | Phase::Agreed) {
+                    return Err(Why::NotDraftingPhase { channel: state.name.clone(), phase: state.phase });
+                }
                 let mut step = Step::none();
                 let Some(v) = self.store_proposal(state, &title, &text, &signatories, &mut step) else {
                     return Ok(step);
@@ -441,66 +493,61 @@ impl Documents {
                 step.record(&conversation, Entry::channel(what, ctx.now_ms));
                 Ok(step.and(self.count_early_seals(state, ctx, lookup, &text)))
             }
-            ChannelBody::Ratification { proposal, signature, signer } => {
+            ChannelBody::Ratification { proposal, signature, signer, signed_at, possession } => {
                 let (signer, through_hub) = signer_of(state, lookup, sender, signer)?;
-                let step = self.on_ratification(
-                    state,
-                    ctx,
-                    lookup,
-                    &signer,
-                    through_hub,
-                    proposal,
-                    signature.clone(),
-                )?;
+                let seal = Seal::of(&signer, signature, signed_at, possession);
+                let step = self.on_ratification(state, ctx, through_hub, proposal, seal.clone())?;
                 let counted = step.entries().next().is_some();
-                Ok(step.and(pass_on_seal(state, ctx, sender, &signer, proposal, signature, counted)))
+                Ok(step.and(pass_on_seal(state, ctx, sender, &signer, proposal, seal, counted)))
             }
             _ => Err(Why::UnexpectedMessage),
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one seal's facts, each needed to check it")]
     fn on_ratification(
         &mut self,
         state: &ChannelState,
         ctx: &Ctx<'_>,
-        lookup: &dyn Lookup,
-        signer: &Card,
         through_hub: bool,
         proposal: [u8; 32],
-        signature: String,
+        seal: Seal,
     ) -> Outcome {
         let Some(i) = self.proposals.iter().position(|p| p.id == proposal) else {
-            return self.keep_early_seal(state, ctx, signer, through_hub, proposal, signature);
+            return self.keep_early_seal(state, ctx, through_hub, proposal, seal);
         };
-        let text = self.proposal_text(state, lookup, proposal)?;
-        self.add_seal(state, ctx, i, &text, Seal::of(signer, signature), through_hub)
+        self.add_seal(state, ctx, i, seal, through_hub)
     }
 
-    /// Checks a seal over proposal `i`'s `text` and counts it: refused if its side is not a
-    /// signatory or it does not verify; a repeat changes nothing. A seal known only through
-    /// the hub is kept apart and shown, never counted.
+    /// Checks a seal over proposal `i` and counts it: refused if its side is not a signatory,
+    /// or its proof of possession or its signature over the statement this channel implies
+    /// for it does not verify; a repeat changes nothing. A seal known only through the hub is
+    /// kept apart and shown, never counted.
     fn add_seal(
         &mut self,
         state: &ChannelState,
         ctx: &Ctx<'_>,
         i: usize,
-        text: &str,
         seal: Seal,
         through_hub: bool,
     ) -> Outcome {
+        {
+            let p = &self.proposals[i];
+            if !p.signatories.contains(&seal.side) {
+                return Err(Why::NotSignatory { side: seal.side.clone(), title: p.title.clone() });
+            }
+            let checked = proposal_ref(state, p).check_seal(
+                &seal.card(),
+                seal.signed_at,
+                &seal.signature,
+                seal.possession.as_deref(),
+            );
+            if let Err(e) = checked {
+                let why = e.to_string();
+                return Err(Why::SealDoesNotVerify { name: seal.name.clone(), title: p.title.clone(), why });
+            }
+        }
         let p = &mut self.proposals[i];
-        if !p.signatories.contains(&seal.side) {
-            return Err(Why::NotSignatory { side: seal.side.clone(), title: p.title.clone() });
-        }
-        if let Err(e) = agreement::verify_signature(&seal.seal_key, text.as_bytes(), &seal.signature) {
-            return Err(Why::SealDoesNotVerify {
-                name: seal.name.clone(),
-                title: p.title.clone(),
-                why: e.to_string(),
-            });
-        }
-        let known = |list: &[Seal]| list.iter().any(|s| s.seal_key == seal.seal_key);
+        let known = |list: &[Seal]| list.iter().any(|s| s.seal_key == seal.seal_key && s.signed_at.is_some());
         if known(&p.seals) || (through_hub && known(&p.unconfirmed)) {
             return Ok(Step::none());
         }
@@ -522,6 +569,7 @@ impl Documents {
             title: p.title.clone(),
         };
         p.unconfirmed.retain(|s| s.seal_key != seal.seal_key);
+        p.seals.retain(|s| s.seal_key != seal.seal_key);
         p.seals.push(seal);
         step.record(&conversation, Entry::channel(what, ctx.now_ms));
         if p.view().missing.is_empty() {
@@ -539,23 +587,22 @@ impl Documents {
         &mut self,
         state: &ChannelState,
         ctx: &Ctx<'_>,
-        signer: &Card,
         through_hub: bool,
         proposal: [u8; 32],
-        signature: String,
+        seal: Seal,
     ) -> Outcome {
-        if self.early_seals.iter().any(|e| e.proposal == proposal && e.seal.seal_key == signer.seal_key) {
+        if self.early_seals.iter().any(|e| e.proposal == proposal && e.seal.seal_key == seal.seal_key) {
             return Ok(Step::none());
         }
         if self.early_seals.len() >= MAX_EARLY_SEALS {
             return Err(Why::TooManyEarlySeals);
         }
-        self.early_seals.push(EarlySeal { proposal, seal: Seal::of(signer, signature), through_hub });
         let what = ChannelEvent::EarlySeal {
-            name: signer.name.clone(),
-            side: signer.side.clone(),
+            name: seal.name.clone(),
+            side: seal.side.clone(),
             proposal: hex_encode(&proposal),
         };
+        self.early_seals.push(EarlySeal { proposal, seal, through_hub });
         let mut step = Step::none();
         step.record(&Conversation::channel(state), Entry::channel(what, ctx.now_ms));
         Ok(step)
@@ -578,7 +625,7 @@ impl Documents {
         let Some(i) = self.proposals.iter().position(|p| p.id == id) else { return step };
         for EarlySeal { seal, through_hub, .. } in early {
             let from = seal.name.clone();
-            match self.add_seal(state, ctx, i, text, seal, through_hub) {
+            match self.add_seal(state, ctx, i, seal, through_hub) {
                 Ok(more) => step = step.and(more),
                 Err(why) => {
                     step.record(&Conversation::channel(state), Entry::rejected(&from, why, ctx.now_ms));
@@ -607,8 +654,12 @@ fn signer_of(
         }
         Some(_) => return Err(Why::SealPassedByNonHub),
     };
-    if state.member(&card.party()).map(|m| m.role) != Some(Role::Principal) {
-        return Err(Why::NotPrincipalSeal { name: card.name.clone() });
+    match state.ratifier(&card.party()) {
+        Ok(_) => {}
+        Err(backchannel_proto::channel::Refused::NotPrincipalRatifier { .. }) => {
+            return Err(Why::NotPrincipalSeal { name: card.name.clone() });
+        }
+        Err(_) => return Err(Why::SealForNonMember),
     }
     let through_hub = card.party() != sender.party()
         && !lookup.contact(&card.party()).is_some_and(|(known, _)| known.seal_key == card.seal_key);
@@ -623,7 +674,7 @@ fn pass_on_seal(
     sender: &Card,
     signer: &Card,
     proposal: [u8; 32],
-    signature: String,
+    seal: Seal,
     new: bool,
 ) -> Step {
     let me = ctx.me.party();
@@ -633,7 +684,13 @@ fn pass_on_seal(
     }
     let to: Vec<MemberKey> =
         state.everyone_but(&me).into_iter().map(|m| m.key()).filter(|k| *k != signer.party()).collect();
-    let body = ChannelBody::Ratification { proposal, signature, signer: Some(signer.party()) };
+    let body = ChannelBody::Ratification {
+        proposal,
+        signature: seal.signature,
+        signer: Some(signer.party()),
+        signed_at: seal.signed_at,
+        possession: seal.possession,
+    };
     step.seal(to, state.id, &body);
     step
 }

@@ -11,15 +11,14 @@ use backchannel_party::channel::{MAX_HELD, MAX_HELD_CHANNELS};
 use backchannel_party::event::ConversationKind;
 use backchannel_party::why::MessageFault;
 use backchannel_party::{ChannelEvent, Entry, Event, Task, Why};
-use backchannel_proto::agreement::{ratify, text_hash};
+use backchannel_proto::agreement::{AgreementError, ProposalRef, text_hash};
 use backchannel_proto::channel::{ChannelBody, ChannelState, Mode, Phase, PhaseVote, Refused, Role};
 use backchannel_proto::identity::safety_number;
 use backchannel_proto::message::ChannelId;
 use backchannel_wire::hex_encode;
 use world::{Envelope, Who, World, contact_id};
 
-/// Bytes held per channel for strangers (`channel::hold::MAX_HELD_BYTES`, not re-exported).
-const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
+use backchannel_party::channel::MAX_HELD_BYTES;
 
 const TEXT: &str =
     "Article 1. The parties resume talks in Muscat.\nArticle 2. Nothing is agreed until everything is.\n";
@@ -52,10 +51,22 @@ fn move_phase(w: &mut World, ch: ChannelId, who: &[Who], phase: Phase) {
 
 /// The ratification in a message's body, with its signature replaced.
 fn resign(env: &mut Envelope, signature: String) {
-    let Some(ChannelBody::Ratification { proposal, signer, .. }) = env.body() else {
+    let Some(ChannelBody::Ratification { proposal, signer, signed_at, possession, .. }) = env.body() else {
         panic!("not a ratification")
     };
-    env.msg.body = ChannelBody::Ratification { proposal, signature, signer }.encode();
+    env.msg.body = ChannelBody::Ratification { proposal, signature, signer, signed_at, possession }.encode();
+}
+
+/// A well-formed seal over `text` in some other proposal: it verifies nowhere in these tests.
+fn ratify(identity: &backchannel_proto::identity::Identity, text: &[u8]) -> Result<String, AgreementError> {
+    let sides = vec!["A".to_owned(), "B".to_owned()];
+    let elsewhere = ProposalRef {
+        channel: ChannelId([7; 16]),
+        id: text_hash(text),
+        title: "elsewhere",
+        required_sides: &sides,
+    };
+    elsewhere.ratify(identity, 1).map(|r| r.signature)
 }
 
 // --- membership
@@ -91,7 +102,7 @@ fn a_direct_channel_of_three_reaches_every_member_once_and_a_late_joiner_introdu
     assert!(w.wire.iter().all(Envelope::is_state));
     w.flush();
     let joined = ChannelEvent::MemberJoined { name: "Chen".into(), side: "C".into(), role: Role::Principal };
-    assert_eq!(w.events(A, ch), [joined.clone()]);
+    assert_eq!(w.events(A, ch), std::slice::from_ref(&joined));
     assert_eq!(w.events(B, ch), [joined]);
     assert_eq!(
         w.events(C, ch),
@@ -591,18 +602,19 @@ fn in_a_shuttle_sides_reach_only_the_hub_and_what_it_passes_on_is_marked_relayed
 /// An introduction is passed by the creator from a newer member to an earlier one: one that
 /// names the creator itself, or its own sender, as the earlier member is no introduction.
 #[test]
-#[ignore = "bug: on_introduce passes on an introduction whose `to` is the creator (sealing to itself) or the sender"]
 fn an_introduction_to_the_creator_or_to_its_own_sender_is_refused() {
     const A: Who = 0;
     const B: Who = 1;
-    let (mut w, ch) = World::channel_of(&[("Alice", "A"), ("Bao", "B")], Mode::Direct, Role::Principal, &[Role::Principal]);
+    let (mut w, ch) =
+        World::channel_of(&[("Alice", "A"), ("Bao", "B")], Mode::Direct, Role::Principal, &[Role::Principal]);
     for to in [B, A] {
         w.clear();
         let body = ChannelBody::Introduce { from: w.key(B), to: w.key(to), invitation: "invitation".into() };
         w.send(B, A, ch, &body);
         // Delivered by hand: the harness refuses a party sealing to itself.
         let env = w.take(|_| true);
-        let sealed_to_self = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.deliver(env))).is_err();
+        let sealed_to_self =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.deliver(env))).is_err();
         assert!(!sealed_to_self, "the creator sealed the introduction to itself");
         assert_eq!(w.rejections(A), [Why::BadIntroduction], "to party {to}");
         assert!(w.wire.is_empty() && w.parties[A].parked.is_empty(), "to party {to}: it was passed on");
@@ -619,7 +631,18 @@ fn early_seals_are_bounded() {
     for i in 0..=MAX_EARLY_SEALS {
         let mut proposal = [0; 32];
         proposal[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        w.send(1, 0, ch, &ChannelBody::Ratification { proposal, signature: signature.clone(), signer: None });
+        w.send(
+            1,
+            0,
+            ch,
+            &ChannelBody::Ratification {
+                proposal,
+                signature: signature.clone(),
+                signer: None,
+                signed_at: None,
+                possession: None,
+            },
+        );
     }
     w.settle();
     assert_eq!(w.channel(0, ch).docs.early_seals.len(), MAX_EARLY_SEALS);
@@ -643,7 +666,7 @@ fn consents_of_every_side_move_the_phase_at_the_creator_who_publishes_it() {
     w.consent(B, ch, Some(Phase::Drafting)).unwrap();
     w.settle();
     let bao = ChannelEvent::Consented { name: Some("Bao".into()), side: "B".into(), phase: Phase::Drafting };
-    assert_eq!(w.events(A, ch), [bao.clone()]);
+    assert_eq!(w.events(A, ch), std::slice::from_ref(&bao));
     assert_eq!(w.events(C, ch), [bao]);
     let tally = PhaseVote { to: Some(Phase::Drafting), consents: s(&["B"]) };
     assert_eq!(w.channel(A, ch).state.vote, tally, "the creator publishes the tally");
@@ -715,7 +738,6 @@ fn consents_of_every_side_move_the_phase_at_the_creator_who_publishes_it() {
 /// creator's: the state can come first. The consent it already counted is then stale, not a
 /// peer's fault.
 #[test]
-#[ignore = "bug: on_consent refuses a consent for the phase just entered (NotNextPhase) and it is recorded as the sender's rejection"]
 fn a_consent_overtaken_by_the_phase_move_it_took_part_in_is_not_a_rejection() {
     const A: Who = 0;
     const B: Who = 1;
@@ -898,10 +920,32 @@ fn a_ratification_with_a_tampered_signature_or_from_a_non_principal_is_refused()
     // Dana is on side B but an observer: its seal is no principal's.
     w.clear();
     let signature = ratify(&w.parties[3].identity, TEXT.as_bytes()).unwrap();
-    w.send(3, 0, ch, &ChannelBody::Ratification { proposal: id, signature, signer: None });
+    w.send(
+        3,
+        0,
+        ch,
+        &ChannelBody::Ratification {
+            proposal: id,
+            signature,
+            signer: None,
+            signed_at: None,
+            possession: None,
+        },
+    );
     // In a direct channel no one passes on another's seal.
     let signature = ratify(&w.parties[1].identity, TEXT.as_bytes()).unwrap();
-    w.send(2, 0, ch, &ChannelBody::Ratification { proposal: id, signature, signer: Some(w.key(1)) });
+    w.send(
+        2,
+        0,
+        ch,
+        &ChannelBody::Ratification {
+            proposal: id,
+            signature,
+            signer: Some(w.key(1)),
+            signed_at: None,
+            possession: None,
+        },
+    );
     let before = w.stored(0, ch);
     w.settle();
     assert_eq!(w.rejections(0), [Why::NotPrincipalSeal { name: "Dana".into() }, Why::SealPassedByNonHub]);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use backchannel_wire::codec::{Reader, Writer};
 
-use crate::crypto::{SecretKey, open_random_nonce, random_array, seal_random_nonce};
+use crate::crypto::{SecretKey, open_random_nonce, seal_random_nonce_in_place};
 use crate::error::{ProtoError, Result};
 
 const LABEL: &[u8] = b"backchannel/block/v1";
@@ -30,6 +30,19 @@ pub fn chunk_capacity(block_size: usize) -> usize {
     block_size.saturating_sub(SEAL_OVERHEAD + FRAGMENT_HEADER)
 }
 
+/// A frame's id, so that the same frame cut again (a resend after a crash, a copy over a
+/// second route) has the same id and the receiver takes it in once: its last 16 bytes, which
+/// are the tag of its post-quantum layer, a MAC under a key used for this frame only (so ids do
+/// not repeat); a frame too short to end in a tag is hashed.
+pub fn frame_id_of(frame: &[u8]) -> FrameId {
+    let mut id = [0u8; 16];
+    match frame.len() {
+        n if n >= 32 => id.copy_from_slice(&frame[n - 16..]),
+        _ => id.copy_from_slice(&crate::crypto::sha256(&[b"backchannel/frame-id/v1", frame])[..16]),
+    }
+    id
+}
+
 /// Cuts `frame` into sealed blocks of exactly `block_size` bytes.
 pub fn seal_frame(frame: &[u8], key: &SecretKey, block_size: usize) -> Result<(FrameId, Vec<Vec<u8>>)> {
     let cap = chunk_capacity(block_size);
@@ -40,14 +53,14 @@ pub fn seal_frame(frame: &[u8], key: &SecretKey, block_size: usize) -> Result<(F
     if count > MAX_FRAME_BLOCKS {
         return Err(ProtoError::ApiMisuse("message too large (more than 1024 blocks)"));
     }
-    let frame_id: FrameId = random_array();
+    let frame_id = frame_id_of(frame);
     let blocks = (0..count)
         .map(|i| {
             let chunk = &frame[(i * cap).min(frame.len())..((i + 1) * cap).min(frame.len())];
-            let mut w = Writer::default();
+            let mut w = Writer { buf: Vec::with_capacity(block_size) };
             w.raw(&frame_id).u16(i as u16).u16(count as u16).bytes16(chunk);
             w.buf.resize(block_size - SEAL_OVERHEAD, 0);
-            seal_random_nonce(key, LABEL, &w.buf)
+            seal_random_nonce_in_place(key, LABEL, w.buf)
         })
         .collect();
     Ok((frame_id, blocks))
@@ -122,6 +135,17 @@ mod tests {
             let (_, blocks) = seal_frame(&vec![9u8; len], &k, 1024).unwrap();
             assert!(blocks.iter().all(|b| b.len() == 1024), "len {len}");
         }
+    }
+
+    /// A frame cut twice, or for two routes, keeps its id: the receiver takes it in once.
+    #[test]
+    fn a_frame_keeps_its_id_however_often_it_is_cut() {
+        let frame: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+        let (a, _) = seal_frame(&frame, &SecretKey::random(), 1024).unwrap();
+        let (b, _) = seal_frame(&frame, &SecretKey::random(), 4096).unwrap();
+        assert_eq!(a, b);
+        let (other, _) = seal_frame(&frame[..599], &SecretKey::random(), 1024).unwrap();
+        assert_ne!(a, other);
     }
 
     #[test]

@@ -181,6 +181,10 @@ pub enum Refused {
     BadProbeTerms { why: String },
     #[error("a probe budget is 1 to {max} probes")]
     BadProbeBudget { max: u32 },
+    #[error("{name}'s card is refused: {why}")]
+    BadCard { name: String, why: String },
+    #[error("{name} is not a principal of {channel}: only principals ratify")]
+    NotPrincipalRatifier { name: String, channel: String },
 }
 
 fn refuse<T>(why: Refused) -> std::result::Result<T, Refused> {
@@ -304,12 +308,28 @@ impl ChannelState {
         {
             return refuse(Refused::ShuttleNeedsIntermediary);
         }
+        for m in &self.members {
+            m.card.check().map_err(|e| Refused::BadCard { name: m.card.name.clone(), why: e.to_string() })?;
+        }
         Ok(())
     }
 
     /// The hub of a shuttle channel (its creator); `None` in a direct channel.
     pub fn hub(&self) -> Option<&MemberKey> {
         (self.mode == Mode::Shuttle).then_some(&self.creator)
+    }
+
+    /// The member whose seal may count on a proposal: a principal (intermediaries and observers
+    /// never ratify, whatever side their card names). The caller also checks the side.
+    pub fn ratifier(&self, key: &MemberKey) -> std::result::Result<&Member, Refused> {
+        match self.member(key) {
+            None => refuse(Refused::NotMember { channel: self.name.clone() }),
+            Some(m) if m.role != Role::Principal => refuse(Refused::NotPrincipalRatifier {
+                name: m.card.name.clone(),
+                channel: self.name.clone(),
+            }),
+            Some(m) => Ok(m),
+        }
     }
 
     /// Whether `sender` may post a note now.
@@ -458,13 +478,20 @@ pub enum ChannelBody {
     NonPaper { title: String, version: u32, text: String },
     /// A text put to ratification, fixed by its hash.
     Proposal { title: String, text: String, signatories: Vec<String> },
-    /// A signatory's seal over a proposal's text (armored SSH signature). `signer` is set
-    /// when a shuttle's hub passes on a side's seal (it verifies under that side's key).
+    /// A signatory's seal over a proposal (armored SSH signature over its statement, see
+    /// [`crate::agreement::Statement`]). `signer` is set when a shuttle's hub passes on a side's
+    /// seal (it verifies under that side's key). `signed_at` (seconds) is the statement's date;
+    /// `possession` the signer's proof that it holds its seal key, for this channel. Both are
+    /// absent from ratifications of older versions, which signed the bare text (refused now).
     Ratification {
         proposal: [u8; 32],
         signature: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signer: Option<MemberKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_at: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        possession: Option<String>,
     },
     /// A private red-line probe put to one member (the only one this is sealed to): its id,
     /// chosen by the proposer, its terms, and the probe budget the proposer asks the channel's
@@ -553,6 +580,12 @@ impl ChannelBody {
             }
             ChannelBody::Introduce { invitation, .. } if invitation.len() > 16 * 1024 => {
                 refuse(Refused::Oversized { what: "invitation".into() })
+            }
+            ChannelBody::Ratification { signature, possession, .. }
+                if signature.len() > crate::agreement::MAX_SIGNATURE
+                    || possession.as_ref().is_some_and(|p| p.len() > crate::agreement::MAX_SIGNATURE) =>
+            {
+                refuse(Refused::Oversized { what: "signature".into() })
             }
             ChannelBody::ProbePropose { terms, budget, .. } => {
                 terms.validate().map_err(|e| Refused::BadProbeTerms { why: e.to_string() })?;
@@ -661,12 +694,13 @@ mod tests {
         };
         let immutable =
             |r: std::result::Result<bool, Refused>| matches!(r, Err(Refused::ImmutableChanged { .. }));
-        assert!(immutable(refused(&|n| n.members[1].card.seal_key = [9; 32])), "a member's seal key");
+        let other_seal = card("Mallory", "B").seal_key;
+        assert!(immutable(refused(&|n| n.members[1].card.seal_key = other_seal)), "a member's seal key");
         assert!(immutable(refused(&|n| n.members[1].card.side = "A".into())), "a member's side");
         assert!(immutable(refused(&|n| n.members[2].role = Role::Principal)), "an observer promoted");
         assert!(immutable(refused(&|n| n.policies[0].retention_secs = Some(1))), "retention wiped");
         assert!(immutable(refused(&|n| n.phase = Phase::Agreed)), "a phase skipped");
-        assert!(immutable(refused(&|n| n.mode = Mode::Shuttle)), "the mode");
+        assert!(refused(&|n| n.mode = Mode::Shuttle).is_err(), "the mode");
         assert_eq!(refused(&|n| n.phase = Phase::Drafting), Ok(true), "one step forward is an update");
         let mut later = s.clone();
         later.phase = Phase::Drafting;
@@ -680,6 +714,44 @@ mod tests {
         removed.add(card("Chen", "C"), Role::Principal).unwrap();
         assert_eq!(s.clone().update_from(&a.party(), removed), Ok(true), "a new member may join");
         let _ = b;
+    }
+
+    /// Cards that arrive inside a channel state (JSON, not `Card::decode`) pass the same checks:
+    /// no bidi or zero-width characters in names and sides, no weak seal keys (M8, H2).
+    #[test]
+    fn member_cards_in_a_state_are_checked() {
+        let (s, ..) = direct();
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut bad_key = s.clone();
+        bad_key.members[1].card.seal_key = weak;
+        let mut bad_name = s.clone();
+        bad_name.members[2].card.name = "Chen\u{202E}".into();
+        for bad in [bad_key, bad_name] {
+            assert!(bad.check().is_err());
+            assert!(ChannelBody::decode(&ChannelBody::State { state: bad }.encode()).is_err());
+        }
+        assert!(ChannelBody::decode(&ChannelBody::State { state: s }.encode()).is_ok());
+    }
+
+    /// An older peer's ratification (no date, no proof) still decodes, so it can be refused
+    /// with a message that says why rather than as unreadable.
+    #[test]
+    fn an_old_ratification_still_decodes() {
+        let old = br#"{"type":"ratification","proposal":[7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7],"signature":"sig"}"#;
+        let ChannelBody::Ratification { signed_at, possession, .. } = ChannelBody::decode(old).unwrap()
+        else {
+            panic!("not a ratification")
+        };
+        assert_eq!((signed_at, possession), (None, None));
+    }
+
+    #[test]
+    fn only_principals_ratify() {
+        let (s, a, _, c) = direct();
+        assert!(s.ratifier(&a.party()).is_ok());
+        assert!(matches!(s.ratifier(&c.party()), Err(Refused::NotPrincipalRatifier { .. })));
+        assert!(s.ratifier(&card("Eve", "E").party()).is_err());
     }
 
     #[test]
@@ -717,7 +789,13 @@ mod tests {
             ChannelBody::State { state: s },
             ChannelBody::NonPaper { title: "Framework".into(), version: 2, text: "x\ny".into() },
             ChannelBody::PhaseConsent { phase: Phase::Drafting },
-            ChannelBody::Ratification { proposal: [7; 32], signature: "sig".into(), signer: None },
+            ChannelBody::Ratification {
+                proposal: [7; 32],
+                signature: "sig".into(),
+                signer: None,
+                signed_at: Some(1_800_000_000),
+                possession: Some("pop".into()),
+            },
             ChannelBody::ProbePropose { probe: [3; 16], terms: probe_terms(120), budget: probe_budget(3) },
             ChannelBody::ProbeReply { probe: [3; 16], reply: vec![0, 255, 7] },
             ChannelBody::ProbeAbort { probe: [3; 16], reason: "transcript mismatch".into() },

@@ -64,6 +64,23 @@ pub fn open_random_nonce(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Option<V
     cipher.decrypt(&nonce.into(), Payload { msg: ct, aad }).ok()
 }
 
+/// [`seal_random_nonce`] without copying: seals `buf` in place and frames it as
+/// `nonce[24] | ciphertext | tag[16]` (the block layer seals every block this way).
+pub fn seal_random_nonce_in_place(key: &SecretKey, aad: &[u8], mut buf: Vec<u8>) -> Vec<u8> {
+    use chacha20poly1305::aead::AeadInOut;
+    let nonce: [u8; 24] = random_array();
+    let cipher = XChaCha20Poly1305::new(&key.0.into());
+    // Encryption with a valid key and an in-memory buffer cannot fail.
+    let Ok(tag) = cipher.encrypt_inout_detached(&nonce.into(), aad, buf.as_mut_slice().into()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(24 + buf.len() + 16);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&buf);
+    out.extend_from_slice(&tag);
+    out
+}
+
 /// ChaCha20-Poly1305 under a key used for exactly one message, hence the fixed nonce.
 pub fn seal_once(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let cipher = ChaCha20Poly1305::new(&key.0.into());
@@ -90,6 +107,20 @@ pub fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
     };
     mac.update(data);
     mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA-256 whose output is a key (a chain step): it goes straight into a [`SecretKey`],
+/// and the MAC state's copy is zeroed, so no copy of the key outlives its use.
+pub fn hmac_key(key: &SecretKey, data: &[u8]) -> SecretKey {
+    let Ok(mut mac) = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0) else {
+        return SecretKey([0u8; 32]); // unreachable: HMAC takes keys of any length
+    };
+    mac.update(data);
+    let mut out = mac.finalize().into_bytes();
+    let mut key = SecretKey([0u8; 32]);
+    key.0.copy_from_slice(&out);
+    out.as_mut_slice().zeroize();
+    key
 }
 
 pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {

@@ -4,6 +4,7 @@
 
 use backchannel_wire::codec::{Reader, Writer};
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use vodozemac::olm::{Account, AccountPickle};
 use zeroize::Zeroizing;
 
@@ -75,11 +76,21 @@ impl Card {
             device_key: r.array().map_err(m("card"))?,
             seal_key: r.array().map_err(m("card"))?,
         };
-        validate_label(&card.name)
-            .map_err(|_| ProtoError::PeerMisbehaved("empty or control characters in a name"))?;
-        validate_label(&card.side)
-            .map_err(|_| ProtoError::PeerMisbehaved("empty or control characters in a side"))?;
+        card.check()?;
         Ok(card)
+    }
+
+    /// What every card from a peer must pass, however it arrived (a Hello or invitation through
+    /// [`Card::decode`], a channel state as JSON): labels without control, bidi or zero-width
+    /// characters, and a seal key that is a canonical Ed25519 point of large order.
+    pub fn check(&self) -> Result<()> {
+        validate_label(&self.name).map_err(|_| {
+            ProtoError::PeerMisbehaved("a name is empty or holds control, bidi or zero-width characters")
+        })?;
+        validate_label(&self.side).map_err(|_| {
+            ProtoError::PeerMisbehaved("a side is empty or holds control, bidi or zero-width characters")
+        })?;
+        check_seal_key(&self.seal_key).map_err(|problem| ProtoError::PeerMisbehaved(problem.as_str()))
     }
 
     fn key_material(&self) -> Vec<u8> {
@@ -112,7 +123,10 @@ fn digits(hash: &[u8; 32]) -> String {
     groups.join(" ")
 }
 
-/// Checks a name or side label: 1..=64 bytes, no control characters.
+/// Checks a name or side label: 1..=64 bytes, no control characters (Unicode `Cc`), no format
+/// characters (`Cf`: bidi overrides and isolates such as U+202E and U+2066..U+2069, zero-width
+/// U+200B..U+200D, U+FEFF) and no line or paragraph separators (`Zl`, `Zp`). Those would let a
+/// name reorder or hide what is printed around it.
 pub fn validate_label(label: &str) -> std::result::Result<(), &'static str> {
     if label.trim().is_empty() {
         return Err("must not be empty");
@@ -120,8 +134,65 @@ pub fn validate_label(label: &str) -> std::result::Result<(), &'static str> {
     if label.len() > MAX_LABEL {
         return Err("must be at most 64 bytes");
     }
-    if label.chars().any(char::is_control) {
-        return Err("must not contain control characters");
+    if label.chars().any(is_hidden_or_control) {
+        return Err("must not contain control, bidi or zero-width characters");
+    }
+    Ok(())
+}
+
+/// Control (`Cc`), format (`Cf`: bidi, zero-width, soft hyphen…), line and paragraph
+/// separators: characters that change how the text around them is shown.
+pub fn is_hidden_or_control(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Why 32 bytes are not acceptable as a seal key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealKeyProblem {
+    /// Not the encoding of a point on the Ed25519 curve.
+    NotAPoint,
+    /// A point, but not in its one canonical encoding (a second spelling of some key).
+    NonCanonical,
+    /// A point of small order: a "weak" key, under which one signature verifies for every
+    /// text (the identity point with R = identity, s = 0), so it could be used to repudiate.
+    SmallOrder,
+}
+
+impl SealKeyProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAPoint => "a seal key is not an Ed25519 point",
+            Self::NonCanonical => "a seal key is not canonically encoded",
+            Self::SmallOrder => {
+                "a seal key is a weak (small-order) Ed25519 key, under which a signature fits any text"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SealKeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Refuses a seal key that is not a point, not canonically encoded, or of small order
+/// (ed25519-dalek's `is_weak`). Every seal key a peer shows us passes this before use.
+pub fn check_seal_key(key: &[u8; 32]) -> std::result::Result<(), SealKeyProblem> {
+    let point = ed25519_dalek::VerifyingKey::from_bytes(key).map_err(|_| SealKeyProblem::NotAPoint)?;
+    if point.is_weak() {
+        return Err(SealKeyProblem::SmallOrder);
+    }
+    // from_bytes decompresses and keeps the bytes it was given (it accepts y ≥ p, as ZIP-215
+    // does); compressing the point again shows whether they were the canonical encoding.
+    if point.to_edwards().compress().to_bytes() != *key {
+        return Err(SealKeyProblem::NonCanonical);
     }
     Ok(())
 }
@@ -231,6 +302,83 @@ mod tests {
         assert!(Identity::generate("", "x").is_err());
         assert!(Identity::generate("a\u{7}", "x").is_err());
         assert!(Identity::generate(&"x".repeat(65), "x").is_err());
+    }
+
+    fn decoded(card: &Card) -> Result<Card> {
+        let mut w = Writer::default();
+        card.encode(&mut w);
+        Card::decode(&mut Reader::new(&w.buf))
+    }
+
+    /// M8 (names): bidi overrides and isolates, zero-width characters and other `Cf` format
+    /// characters are refused in names and sides, as control characters were.
+    #[test]
+    fn bidi_and_zero_width_characters_are_refused_in_names_and_sides() {
+        let good = Identity::generate("Alice", "Delegation A").unwrap().card();
+        for bad in [
+            "Ali\u{202E}ecila",
+            "Al\u{200B}ice",
+            "\u{2066}Alice\u{2069}",
+            "Alice\u{2067}",
+            "A\u{2068}",
+            "Al\u{200D}ice",
+            "\u{FEFF}Alice",
+            "Al\u{00AD}ice",
+            "Alice\u{2028}Bao",
+            "Alice\u{061C}",
+            "a\u{E0041}",
+        ] {
+            assert!(validate_label(bad).is_err(), "{bad:?}");
+            assert!(Identity::generate(bad, "x").is_err(), "{bad:?}");
+            let as_name = Card { name: bad.into(), ..good.clone() };
+            assert!(matches!(decoded(&as_name), Err(ProtoError::PeerMisbehaved(_))), "{bad:?}");
+            let as_side = Card { side: bad.into(), ..good.clone() };
+            assert!(matches!(decoded(&as_side), Err(ProtoError::PeerMisbehaved(_))), "{bad:?}");
+        }
+        for fine in ["Zhōu Ēnlái", "中国代表团", "Delegation B (Oman)", "O'Brien-Smith", "مسقط"] {
+            assert!(validate_label(fine).is_ok(), "{fine:?}");
+        }
+    }
+
+    /// H2: a card whose seal key is weak (small order), not a point, or not canonical is refused.
+    #[test]
+    fn weak_and_non_canonical_seal_keys_are_refused_at_decode() {
+        let good = Identity::generate("Alice", "Delegation A").unwrap().card();
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        // The encodings of the eight small-order points (the torsion subgroup) include these.
+        let mut minus_one = [0u8; 32];
+        minus_one[0] = 0xec;
+        minus_one[1..31].fill(0xff);
+        minus_one[31] = 0x7f;
+        let zero = [0u8; 32]; // y = 0: a point of order 4
+        for key in [identity_point, minus_one, zero] {
+            assert_eq!(check_seal_key(&key), Err(SealKeyProblem::SmallOrder), "{key:?}");
+            let err = decoded(&Card { seal_key: key, ..good.clone() }).unwrap_err();
+            assert!(err.to_string().contains("weak (small-order)"), "{err}");
+        }
+        // y = p + 1 ≡ 1: the identity again, in a non-canonical spelling (also weak). A
+        // non-canonical spelling of a large-order point: y + p for some y < 19.
+        let mut y_plus_p = [0xffu8; 32];
+        y_plus_p[0] = 0xee;
+        y_plus_p[31] = 0x7f;
+        assert!(check_seal_key(&y_plus_p).is_err());
+        let non_canonical = (0u8..19).find_map(|y| {
+            let mut k = [0xffu8; 32];
+            k[0] = 0xed + y;
+            k[31] = 0x7f;
+            (check_seal_key(&k) == Err(SealKeyProblem::NonCanonical)).then_some(k)
+        });
+        let non_canonical = non_canonical.expect("some y < 19 is a large-order point");
+        assert!(decoded(&Card { seal_key: non_canonical, ..good.clone() }).is_err());
+        let not_a_point = (2u8..=255).find_map(|b| {
+            let mut k = [0u8; 32];
+            k[0] = b;
+            (check_seal_key(&k) == Err(SealKeyProblem::NotAPoint)).then_some(k)
+        });
+        assert!(decoded(&Card { seal_key: not_a_point.unwrap(), ..good.clone() }).is_err());
+        assert_eq!(decoded(&good).unwrap(), good);
+        assert_eq!(check_seal_key(&good.seal_key), Ok(()));
     }
 
     #[test]

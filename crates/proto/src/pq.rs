@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use backchannel_wire::codec::Reader;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::crypto::{SecretKey, hkdf, hmac, open_once, seal_once};
+use crate::crypto::{SecretKey, hkdf, hmac_key, open_once, seal_once};
 use crate::error::{ProtoError, Result};
 
 const LABEL: &[u8] = b"backchannel/pq/v1";
@@ -29,8 +30,8 @@ struct Chain {
 
 impl Chain {
     fn step(&mut self) -> (u32, SecretKey) {
-        let mk = SecretKey(hmac(&self.key.0, &[1]));
-        self.key = SecretKey(hmac(&self.key.0, &[2]));
+        let mk = hmac_key(&self.key, &[1]);
+        self.key = hmac_key(&self.key, &[2]);
         let n = self.next;
         self.next = self.next.saturating_add(1);
         (n, mk)
@@ -60,21 +61,29 @@ pub enum Role {
 }
 
 impl PqChains {
+    /// Both chains from the ML-KEM shared secret and a transcript hash. The 64-byte root and
+    /// its halves are zeroed as soon as they are split into the chain keys.
     pub fn derive(shared_secret: &[u8], transcript: &[u8; 32], role: Role) -> Self {
-        let root: [u8; 64] = hkdf(LABEL, shared_secret, transcript);
-        let mut i2a = [0u8; 32];
-        let mut a2i = [0u8; 32];
-        i2a.copy_from_slice(&root[..32]);
-        a2i.copy_from_slice(&root[32..]);
+        let root: Zeroizing<[u8; 64]> = Zeroizing::new(hkdf(LABEL, shared_secret, transcript));
+        let mut i2a = SecretKey([0u8; 32]);
+        let mut a2i = SecretKey([0u8; 32]);
+        i2a.0.copy_from_slice(&root[..32]);
+        a2i.0.copy_from_slice(&root[32..]);
         let (send, recv) = match role {
             Role::Inviter => (i2a, a2i),
             Role::Acceptor => (a2i, i2a),
         };
         Self {
-            send: Chain { key: SecretKey(send), next: 0 },
-            recv: Chain { key: SecretKey(recv), next: 0 },
+            send: Chain { key: send, next: 0 },
+            recv: Chain { key: recv, next: 0 },
             skipped: BTreeMap::new(),
         }
+    }
+
+    /// The key-confirmation value both ends compute from the shared secret and the full
+    /// handshake transcript: the acceptor sends it inside the handshake, the inviter compares.
+    pub fn confirmation(shared_secret: &[u8], transcript: &[u8; 32]) -> SecretKey {
+        SecretKey(hkdf(LABEL, shared_secret, &[&b"backchannel/confirm/v2"[..], transcript].concat()))
     }
 
     /// `counter u32 | ChaCha20-Poly1305(mk, plaintext)`.
@@ -149,6 +158,19 @@ mod tests {
         assert_eq!(a.open(&bad), Err(ProtoError::Forged("post-quantum layer")));
         assert_eq!(a.open(&m0).unwrap(), b"zero", "a failed open leaves the chain usable");
         assert_eq!(a.open(&m0), Err(ProtoError::Replayed));
+    }
+
+    /// L10: chain keys, skipped keys and the key confirmation print nothing of themselves.
+    #[test]
+    fn debug_prints_no_key() {
+        let (mut i, mut a) = pair();
+        let m = i.seal(b"x");
+        a.open(&i.seal(b"y")).unwrap();
+        assert_eq!(format!("{a:?}"), "PqChains(send #0, recv #2, <keys redacted>)");
+        assert!(a.open(&m).is_ok());
+        let confirm = PqChains::confirmation(b"ss", &[7; 32]);
+        assert_eq!(format!("{confirm:?}"), "SecretKey(<redacted>)");
+        assert_ne!(confirm, PqChains::confirmation(b"ss", &[8; 32]), "bound to the transcript");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use backchannel_wire::codec::Reader;
 use libcrux_ml_kem::mlkem768;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use vodozemac::Curve25519PublicKey;
-use vodozemac::olm::{OlmMessage, SessionConfig};
+use vodozemac::olm::{OlmMessage, SessionConfig, SessionKeys};
+use zeroize::Zeroizing;
 
 use crate::block::FrameId;
 use crate::crypto::{SecretKey, random_array, sha256};
@@ -18,6 +20,8 @@ use crate::pq::{PqChains, Role};
 
 const FRAME_HANDSHAKE: u8 = 1;
 const FRAME_NORMAL: u8 = 2;
+/// The key confirmation at the start of the handshake's sealed plaintext.
+const CONFIRM_LEN: usize = 32;
 
 /// An established pairwise session with one contact.
 pub struct Session {
@@ -76,22 +80,29 @@ pub fn accept(
         .as_slice()
         .try_into()
         .map_err(|_| ProtoError::PeerMisbehaved("bad ML-KEM key"))?;
-    let (ct, ss) = mlkem768::encapsulate(&pk.into(), random_array());
-    let transcript = transcript(&invitation.id, &invitation.inviter, &invitation.kem_public, ct.as_slice());
-    let pq = PqChains::derive(&ss, &transcript, Role::Acceptor);
+    let randomness = Zeroizing::new(random_array::<32>());
+    let (ct, ss) = mlkem768::encapsulate(&pk.into(), *randomness);
+    let ss = Zeroizing::new(ss);
+    let opening =
+        opening_transcript(&invitation.id, &invitation.inviter, &invitation.kem_public, ct.as_slice());
+    let card = identity.card();
+    let bound = transcript(&opening, &card, &olm.session_keys());
+    let mut handshake = PqChains::derive(ss.as_slice(), &opening, Role::Acceptor);
     let mut session = Session {
         peer: invitation.inviter,
         send_route: invitation.route,
         recv_block_key: reply.block_key.clone(),
         olm,
-        pq,
+        pq: PqChains::derive(ss.as_slice(), &bound, Role::Acceptor),
         next_seq: vec![(ChannelId::DIRECT, 1)],
     };
-    let hello = Hello { card: identity.card(), reply };
+    let hello = Hello { card, reply };
     let message = Message::new(ChannelId::DIRECT, 0, now_ms, Kind::Hello, hello.encode());
+    let mut sealed = Zeroizing::new(PqChains::confirmation(ss.as_slice(), &bound).0.to_vec());
+    sealed.extend_from_slice(&session.encrypt_olm(&message)?);
     let mut frame = vec![FRAME_HANDSHAKE];
     frame.extend_from_slice(ct.as_slice());
-    frame.extend_from_slice(&session.seal_olm(&message)?);
+    frame.extend_from_slice(&handshake.seal(&sealed));
     let (frame_id, blocks) = session.seal_blocks(&frame)?;
     Ok((session, Sealed { message, frame_id, blocks }))
 }
@@ -111,11 +122,15 @@ pub fn answer(
     }
     let ct: [u8; KEM_CIPHERTEXT_LEN] = r.array().map_err(m("handshake"))?;
     let keypair = kem_keypair(&pending.kem_seed)?;
-    let ss = mlkem768::decapsulate(keypair.private_key(), &ct.into());
-    let transcript = transcript(&pending.id, &identity.card(), keypair.pk(), &ct);
-    let mut pq = PqChains::derive(&ss, &transcript, Role::Inviter);
-    let olm_bytes = pq.open(r.take(r.remaining()).map_err(m("handshake"))?)?;
-    let OlmMessage::PreKey(prekey) = decode_olm(&olm_bytes)? else {
+    let ss = Zeroizing::new(mlkem768::decapsulate(keypair.private_key(), &ct.into()));
+    let opening = opening_transcript(&pending.id, &identity.card(), keypair.pk(), &ct);
+    let mut handshake = PqChains::derive(ss.as_slice(), &opening, Role::Inviter);
+    let plaintext = Zeroizing::new(handshake.open(r.take(r.remaining()).map_err(m("handshake"))?)?);
+    if plaintext.len() < CONFIRM_LEN {
+        return Err(ProtoError::PeerMisbehaved("handshake without key confirmation"));
+    }
+    let (confirm, olm_bytes) = plaintext.split_at(CONFIRM_LEN);
+    let OlmMessage::PreKey(prekey) = decode_olm(olm_bytes)? else {
         return Err(ProtoError::PeerMisbehaved("handshake without a pre-key message"));
     };
     if prekey.one_time_key().to_bytes() != pending.one_time_key {
@@ -133,25 +148,54 @@ pub fn answer(
     if hello.card.identity_key != prekey.identity_key().to_bytes() {
         return Err(ProtoError::PeerMisbehaved("hello card does not match the session key"));
     }
+    let bound = transcript(&opening, &hello.card, &prekey.session_keys());
+    let expected = PqChains::confirmation(ss.as_slice(), &bound);
+    if !bool::from(expected.0.ct_eq(confirm)) {
+        return Err(ProtoError::PeerMisbehaved(
+            "handshake transcript mismatch: the hello's card or Olm keys are not the ones its sender bound",
+        ));
+    }
     let session = Session {
         peer: hello.card.clone(),
         send_route: hello.reply.clone(),
         recv_block_key: pending.route.block_key.clone(),
         olm: created.session,
-        pq,
+        pq: PqChains::derive(ss.as_slice(), &bound, Role::Inviter),
         next_seq: vec![(ChannelId::DIRECT, 1)],
     };
     Ok((session, hello))
 }
 
-/// Binds the post-quantum root to this invitation and this KEM exchange.
-fn transcript(invitation_id: &[u8; 16], inviter: &Card, kem_public: &[u8], kem_ct: &[u8]) -> [u8; 32] {
+/// What both ends know before the handshake is opened: this invitation and this KEM exchange.
+/// Keys the handshake message itself.
+fn opening_transcript(
+    invitation_id: &[u8; 16],
+    inviter: &Card,
+    kem_public: &[u8],
+    kem_ct: &[u8],
+) -> [u8; 32] {
     sha256(&[
-        b"backchannel/transcript/v1",
+        b"backchannel/handshake/v2",
         invitation_id,
         &inviter.identity_key,
         &sha256(&[kem_public]),
         kem_ct,
+    ])
+}
+
+/// The whole handshake: the opening transcript, the acceptor's identity key and card, and the
+/// Olm base key and one-time key of the session. Keys the session's post-quantum chains, so
+/// the two layers and the acceptor are bound together.
+fn transcript(opening: &[u8; 32], acceptor: &Card, olm: &SessionKeys) -> [u8; 32] {
+    let mut card = backchannel_wire::codec::Writer::default();
+    acceptor.encode(&mut card);
+    sha256(&[
+        b"backchannel/transcript/v2",
+        opening,
+        &acceptor.identity_key,
+        &sha256(&[&card.buf]),
+        &olm.base_key.to_bytes(),
+        &olm.one_time_key.to_bytes(),
     ])
 }
 
@@ -202,12 +246,18 @@ impl Session {
     }
 
     fn seal_olm(&mut self, message: &Message) -> Result<Vec<u8>> {
+        let bytes = self.encrypt_olm(message)?;
+        Ok(self.pq.seal(&bytes))
+    }
+
+    /// `olm_type u8 | olm message`, not yet sealed by the post-quantum layer.
+    fn encrypt_olm(&mut self, message: &Message) -> Result<Vec<u8>> {
         let olm =
             self.olm.encrypt(message.encode()).map_err(|_| ProtoError::ApiMisuse("olm encryption failed"))?;
         let (kind, body) = olm.to_parts();
         let mut bytes = vec![kind as u8];
         bytes.extend_from_slice(&body);
-        Ok(self.pq.seal(&bytes))
+        Ok(bytes)
     }
 
     fn take_seq(&mut self, channel: ChannelId) -> u64 {
@@ -288,6 +338,7 @@ mod tests {
     use crate::block::{Reassembler, open_block};
     use crate::invitation;
     use backchannel_wire::{QueueId, QueueSecret, RelayAddress};
+    use vodozemac::Curve25519PublicKey;
 
     const BS: usize = 1024;
 
@@ -368,6 +419,88 @@ mod tests {
         assert!(answer(&pending2, &mut alice, &hs).is_err());
         assert!(answer(&pending1, &mut alice, &hs).is_ok());
         assert!(answer(&pending1, &mut alice, &hs).is_err(), "one-time key is used up");
+    }
+
+    /// A handshake as someone holding the ML-KEM shared secret would build it: `acceptor`'s
+    /// Olm session and Hello, but key confirmation over the transcript of `bound_card` (and of
+    /// `bound_keys`, if given, instead of the session's own Olm keys).
+    fn handshake_binding(
+        inv: Invitation,
+        acceptor: &Identity,
+        bound_card: &Card,
+        bound_keys: Option<SessionKeys>,
+    ) -> Vec<u8> {
+        let pk: [u8; 1184] = inv.kem_public.as_slice().try_into().unwrap();
+        let (ct, ss) = mlkem768::encapsulate(&pk.into(), random_array());
+        let opening = opening_transcript(&inv.id, &inv.inviter, &inv.kem_public, ct.as_slice());
+        let olm = acceptor
+            .account
+            .create_outbound_session(
+                SessionConfig::version_1(),
+                Curve25519PublicKey::from_bytes(inv.inviter.identity_key),
+                Curve25519PublicKey::from_bytes(inv.one_time_key),
+            )
+            .unwrap();
+        let bound = transcript(&opening, bound_card, &bound_keys.unwrap_or(olm.session_keys()));
+        let mut session = Session {
+            peer: inv.inviter.clone(),
+            send_route: inv.route.clone(),
+            recv_block_key: SecretKey::random(),
+            olm,
+            pq: PqChains::derive(&ss, &bound, Role::Acceptor),
+            next_seq: vec![],
+        };
+        let hello = Hello { card: acceptor.card(), reply: route() };
+        let message = Message::new(ChannelId::DIRECT, 0, 5_000, Kind::Hello, hello.encode());
+        let mut sealed = PqChains::confirmation(&ss, &bound).0.to_vec();
+        sealed.extend_from_slice(&session.encrypt_olm(&message).unwrap());
+        let mut frame = vec![FRAME_HANDSHAKE];
+        frame.extend_from_slice(ct.as_slice());
+        frame.extend_from_slice(&PqChains::derive(&ss, &opening, Role::Acceptor).seal(&sealed));
+        frame
+    }
+
+    /// M3 binding: the post-quantum keys are bound to the acceptor's identity key and card and
+    /// to the Olm base and one-time keys. A Hello whose card or identity is not the one the
+    /// handshake was bound to (by someone holding the ML-KEM secret and mixing another
+    /// acceptor's Olm session in) is refused; under the v1 transcript (invitation, inviter, KEM
+    /// only) each of these was accepted.
+    #[test]
+    fn a_hello_with_a_swapped_card_or_identity_fails() {
+        let fresh = || {
+            let mut alice = Identity::generate("Alice", "A").unwrap();
+            let (inv, pending) =
+                invitation::create(&mut alice, route(), QueueId::random(), QueueSecret::random(), 100)
+                    .unwrap();
+            (alice, inv, pending)
+        };
+        let (bao, eve) = (Identity::generate("Bao", "B").unwrap(), Identity::generate("Eve", "B").unwrap());
+        let renamed = Card { name: "Bao".into(), ..eve.card() };
+        let mixes: [(&Identity, Card, Option<SessionKeys>); 3] = [
+            (&eve, bao.card(), None), // Eve's session and Hello, bound to Bao's card and key
+            (&eve, renamed, None),    // Eve's key, bound to a card with another name
+            (
+                &eve,
+                eve.card(),
+                Some(SessionKeys {
+                    identity_key: Curve25519PublicKey::from_bytes(eve.card().identity_key),
+                    base_key: Curve25519PublicKey::from_bytes([9; 32]),
+                    one_time_key: Curve25519PublicKey::from_bytes([9; 32]),
+                }),
+            ), // bound to other Olm keys
+        ];
+        for (acceptor, card, keys) in mixes {
+            let (mut alice, inv, pending) = fresh();
+            let frame = handshake_binding(inv, acceptor, &card, keys);
+            let err = answer(&pending, &mut alice, &frame).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("handshake transcript mismatch"), "{err}");
+        }
+        let (mut alice, inv, pending) = fresh();
+        let frame = handshake_binding(inv, &eve, &eve.card(), None);
+        assert!(
+            answer(&pending, &mut alice, &frame).is_ok(),
+            "the same construction, bound honestly, is accepted"
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! Interoperability with OpenSSH both ways: an exported agreement verifies with
-//! `ssh-keygen -Y verify`, and a signature made by `ssh-keygen -Y sign` verifies with ours.
+//! Interoperability with OpenSSH both ways: each signatory's statement in an exported agreement
+//! verifies with `ssh-keygen -Y verify`, and a signature made by `ssh-keygen -Y sign` over a
+//! statement verifies with ours.
 //! Skipped when `ssh-keygen` is absent, unless BACKCHANNEL_REQUIRE_SSH_KEYGEN=1 (as in CI).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests may fail loudly")]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use backchannel_proto::agreement::{Agreement, NAMESPACE, Signatory, verify_signature};
-use backchannel_proto::identity::Identity;
+use backchannel_proto::agreement::{
+    Agreement, NAMESPACE, Statement, statement_file, verify_signature, verify_statement,
+};
+use backchannel_proto::identity::{Card, Identity};
+use backchannel_proto::message::ChannelId;
 
 const TEXT: &[u8] =
     b"Article 1. Both sides withdraw to the lines of 1 March.\nArticle 2. Talks resume in Muscat.\n";
@@ -57,9 +61,9 @@ fn export_verifies_with_ssh_keygen() {
     let alice = Identity::generate("Alice", "Delegation A").unwrap();
     let bao = Identity::generate("Bao Zhang", "Delegation B").unwrap();
     let sides = vec!["Delegation A".to_owned(), "Delegation B".to_owned()];
-    let mut agreement = Agreement::new("Withdrawal", TEXT.to_vec(), sides);
+    let mut agreement = Agreement::new(ChannelId([4; 16]), "Withdrawal", TEXT.to_vec(), sides);
     agreement.signatories =
-        vec![Signatory::sign(&alice, TEXT).unwrap(), Signatory::sign(&bao, TEXT).unwrap()];
+        vec![agreement.sign(&alice, 1_800_000_000).unwrap(), agreement.sign(&bao, 1_800_000_100).unwrap()];
     agreement.verify().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -68,19 +72,25 @@ fn export_verifies_with_ssh_keygen() {
     }
     let principals = agreement.principals();
     assert_eq!(principals, ["alice@delegation-a", "bao-zhang@delegation-b"]);
-    let text = std::fs::read(dir.path().join("agreement.txt")).unwrap();
-    let mut changed = text.clone();
-    changed[0] ^= 0x20;
 
     for (i, principal) in principals.iter().enumerate() {
         let sig = format!("{principal}.sig");
+        let text = std::fs::read(dir.path().join(statement_file(principal))).unwrap();
+        let statement = String::from_utf8(text.clone()).unwrap();
+        assert!(
+            statement.contains("title: Withdrawal\n") && statement.contains("required-side: Delegation B\n")
+        );
+        let mut changed = text.clone();
+        changed[statement.find("Withdrawal").unwrap()] ^= 0x20;
         let out = verify_with_ssh_keygen(dir.path(), principal, &sig, &text);
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{principal}: {said} {}", String::from_utf8_lossy(&out.stderr));
         assert!(said.contains(&format!("Good \"{NAMESPACE}\" signature for {principal}")), "{said}");
 
         let out = verify_with_ssh_keygen(dir.path(), principal, &sig, &changed);
-        assert!(!out.status.success(), "{principal}: a changed text verified");
+        assert!(!out.status.success(), "{principal}: a changed statement verified");
+        let out = verify_with_ssh_keygen(dir.path(), principal, &sig, TEXT);
+        assert!(!out.status.success(), "{principal}: the bare text verified");
         let other = &principals[1 - i];
         let out = verify_with_ssh_keygen(dir.path(), other, &sig, &text);
         assert!(!out.status.success(), "{principal}'s signature verified as {other}'s");
@@ -95,21 +105,36 @@ fn ssh_keygen_signature_verifies_with_ours() {
     let dir = tempfile::tempdir().unwrap();
     let out = ssh_keygen(dir.path(), &["-q", "-t", "ed25519", "-N", "", "-C", "seal", "-f", "key"], b"");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::write(dir.path().join("text"), TEXT).unwrap();
+    let public = std::fs::read_to_string(dir.path().join("key.pub")).unwrap();
+    let key = ssh_key::PublicKey::from_openssh(&public).unwrap();
+    let ssh_key::public::KeyData::Ed25519(seal) = key.key_data() else { panic!("not ed25519: {public}") };
+    // A statement by a signer whose seal is this OpenSSH key.
+    let signer = Card {
+        name: "Bao Zhang".into(),
+        side: "Delegation B".into(),
+        identity_key: [8; 32],
+        device_key: [0; 32],
+        seal_key: seal.0,
+    };
+    let sides = vec!["Delegation A".to_owned(), "Delegation B".to_owned()];
+    let statement =
+        Statement::new(ChannelId([4; 16]), [5; 32], "Withdrawal", &sides, &signer, 1_800_000_000).unwrap();
+    std::fs::write(dir.path().join("text"), statement.to_bytes()).unwrap();
     let out = ssh_keygen(dir.path(), &["-Y", "sign", "-f", "key", "-n", NAMESPACE, "text"], b"");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let armored = std::fs::read_to_string(dir.path().join("text.sig")).unwrap();
-    let public = std::fs::read_to_string(dir.path().join("key.pub")).unwrap();
-    let key = ssh_key::PublicKey::from_openssh(&public).unwrap();
-    let ssh_key::public::KeyData::Ed25519(seal) = key.key_data() else { panic!("not ed25519: {public}") };
-    verify_signature(&seal.0, TEXT, &armored).unwrap();
-    assert!(verify_signature(&seal.0, b"another text", &armored).is_err());
-    assert!(verify_signature(&[7; 32], TEXT, &armored).is_err());
+    verify_statement(&seal.0, &statement, &armored).unwrap();
+    let other = Statement { title: "Armistice".into(), ..statement.clone() };
+    assert!(verify_statement(&seal.0, &other, &armored).is_err());
+    assert!(verify_signature(&seal.0, TEXT, &armored).is_err());
+    let another = Identity::generate("Eve", "Delegation B").unwrap().seal_public_key();
+    assert!(verify_statement(&another, &statement, &armored).is_err());
 
     std::fs::remove_file(dir.path().join("text.sig")).unwrap();
     let out = ssh_keygen(dir.path(), &["-Y", "sign", "-f", "key", "-n", "file", "text"], b"");
     assert!(out.status.success());
     let other_namespace = std::fs::read_to_string(dir.path().join("text.sig")).unwrap();
-    assert!(verify_signature(&seal.0, TEXT, &other_namespace).unwrap_err().to_string().contains("\"file\""));
+    let err = verify_statement(&seal.0, &statement, &other_namespace).unwrap_err().to_string();
+    assert!(err.contains("\"file\""), "{err}");
 }

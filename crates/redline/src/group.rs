@@ -152,7 +152,7 @@ pub(crate) fn permute<T: Clone>(items: &[T], order: &[usize]) -> Vec<T> {
 /// Fills `buf` from the operating system. Without randomness no probe is private, so this
 /// is the one place the crate may abort.
 #[allow(clippy::panic, reason = "no OS randomness means no safe way to continue")]
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         panic!("the operating system's random number generator failed");
     }

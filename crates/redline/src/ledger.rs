@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{RedlineError, Result};
 use crate::messages::ProbeId;
 use crate::probe::ProbeResult;
-use crate::terms::{MayAsk, ProbeTerms};
+use crate::terms::{MayAsk, ProbeTerms, normalise_label};
 
 /// How many probes a channel allows, agreed by both sides and enforced by each client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,10 +67,15 @@ impl ProbeLog {
         self.entries.iter().find(|e| e.probe_id == *id)
     }
 
-    /// Probes in `phase`, and those of them touching `issue` when given.
+    /// Probes in `phase`, and those of them touching `issue` when given. Phases and issues are
+    /// compared normalised ([`normalise_label`]): "Months " and "months" share one budget.
     fn count(&self, phase: &str, issue: Option<&str>) -> u32 {
-        let touches = |e: &&LogEntry| issue.is_none_or(|i| e.terms.issues().contains(&i));
-        let n = self.entries.iter().filter(|e| e.terms.phase == phase).filter(touches).count();
+        let (phase, issue) = (normalise_label(phase), issue.map(normalise_label));
+        let touches = |e: &&LogEntry| {
+            issue.as_ref().is_none_or(|i| e.terms.issues().into_iter().any(|t| normalise_label(t) == *i))
+        };
+        let n =
+            self.entries.iter().filter(|e| normalise_label(&e.terms.phase) == phase).filter(touches).count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }

@@ -41,6 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dleq;
 pub mod encoding;
 pub mod error;
 mod group;
@@ -58,5 +59,6 @@ pub use probe::{
     Initiator, InitiatorAwaitingReply, Outcome, ProbeResult, Responder, ResponderAwaitingResult,
 };
 pub use terms::{
-    IssueOptions, MayAsk, OptionSpace, Package, PackageTerms, ProbeInput, ProbeKind, ProbeTerms, SingleTerms,
+    BudgetKey, IssueOptions, MayAsk, OptionSpace, Package, PackageTerms, ProbeInput, ProbeKind, ProbeTerms,
+    SingleTerms, normalise_label,
 };

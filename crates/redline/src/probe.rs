@@ -132,6 +132,17 @@ fn check_continues(
     Ok(())
 }
 
+/// Refuses a set that holds one point twice: an honest set never does (its elements are
+/// distinct hashes), and repeats would let an asker weight its elements so that the count of
+/// matches tells which one matched.
+fn check_distinct(points: &[crate::messages::PointBytes]) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(points.len());
+    match points.iter().all(|p| seen.insert(p)) {
+        true => Ok(()),
+        false => Err(RedlineError::PeerMisbehaved("sent the same point twice")),
+    }
+}
+
 fn check_size(n: usize, terms: &ProbeTerms) -> Result<()> {
     match n == terms.set_size() {
         true => Ok(()),
@@ -180,6 +191,7 @@ impl Responder {
         )?;
         ledger.check_answer(terms, &id)?;
         check_size(query.points.len(), terms)?;
+        check_distinct(&query.points)?;
         let set = OwnSet::build(terms, ledger.me(), &id, input)?;
         let key = SecretScalar::random();
         let mut tags = group::reblind_tags(&query.points, &key)?;
@@ -312,6 +324,39 @@ mod tests {
             RedlineError::PeerMisbehaved("sent a set of the wrong size for the terms")
         );
         assert!(b.log().entries().is_empty());
+    }
+
+    /// M7: the budget counts issues normalised: a relabelled issue ("Months ") is the same one.
+    #[test]
+    fn a_relabelled_issue_shares_its_budget() {
+        let budget = ProbeBudget { per_issue: 1, per_phase: 9 };
+        let mut a = ProbeLedger::new("A", budget);
+        Initiator::start(&mut a, &single(10), &ProbeInput::Value(3)).unwrap();
+        let mut again = single(10);
+        if let ProbeKind::Single(s) = &mut again.kind {
+            s.issue = " MONTHS".into();
+        }
+        again.phase = "Exploratory".into();
+        let err = Initiator::start(&mut a, &again, &ProbeInput::Value(3)).unwrap_err();
+        assert!(matches!(err, RedlineError::BudgetSpent { .. }), "{err}");
+    }
+
+    /// M7: a query that repeats a point is refused before anything is computed or logged.
+    #[test]
+    fn responder_refuses_a_repeated_query_point() {
+        for terms in [single(1000), packages(2, 3, 4)] {
+            let (mut a, mut b) = ledgers();
+            let input = match terms.kind {
+                ProbeKind::Single(_) => ProbeInput::Value(3),
+                ProbeKind::Package(_) => ProbeInput::Packages(vec![]),
+            };
+            let (_, honest) = Initiator::start(&mut a, &terms, &input).unwrap();
+            let mut points = honest.points.clone();
+            points[1] = points[0];
+            let got = Responder::respond(&mut b, &terms, &input, &forged_query(&terms, points));
+            assert_eq!(got.unwrap_err(), RedlineError::PeerMisbehaved("sent the same point twice"));
+            assert!(b.log().entries().is_empty());
+        }
     }
 
     #[test]

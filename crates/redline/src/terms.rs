@@ -3,6 +3,8 @@
 //! inputs, checked against those terms.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::encoding::{DOMAIN, Holds, Writer};
@@ -155,6 +157,9 @@ impl OptionSpace {
             && self.issues.iter().zip(&package.0).all(|(i, &o)| (o as usize) < i.options.len())
     }
 
+    /// Also refuses options or issues that differ only in case, spacing or Unicode form
+    /// ("Months", "months "): they would inflate the space, and so the cap it allows, with
+    /// packages nobody can tell apart.
     fn validate(&self) -> Result<()> {
         let bad = |why| Err(RedlineError::InvalidTerms(why));
         if self.issues.is_empty() || self.issues.len() > MAX_ISSUES {
@@ -166,6 +171,12 @@ impl OptionSpace {
             }
             check_label(&issue.issue)?;
             issue.options.iter().try_for_each(|o| check_label(o))?;
+            if !distinct(issue.options.iter().map(String::as_str)) {
+                return bad("an issue lists the same option twice (up to case, spacing or Unicode form)");
+            }
+        }
+        if !distinct(self.issues.iter().map(|i| i.issue.as_str())) {
+            return bad("the same issue is listed twice (up to case, spacing or Unicode form)");
         }
         Ok(())
     }
@@ -190,6 +201,13 @@ impl ProbeTerms {
             ProbeKind::Single(s) => vec![s.issue.as_str()],
             ProbeKind::Package(p) => p.space.issues.iter().map(|i| i.issue.as_str()).collect(),
         }
+    }
+
+    /// The budget keys this probe charges when run with the side `counterpart`: one per issue,
+    /// each (normalised counterpart side, normalised issue). A client that keeps a budget across
+    /// channels keys it by these, so a new channel or a relabelled issue starts no fresh budget.
+    pub fn budget_keys(&self, counterpart: &str) -> Vec<BudgetKey> {
+        self.issues().into_iter().map(|issue| BudgetKey::new(counterpart, issue)).collect()
     }
 
     /// The number of elements each side's set is padded to: public, from the terms alone.
@@ -307,10 +325,55 @@ impl PackageTerms {
     }
 }
 
+/// What a probe budget is counted by: the other side and the issue, both normalised with
+/// [`normalise_label`]. Equal keys share one budget.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BudgetKey {
+    pub counterpart: String,
+    pub issue: String,
+}
+
+impl BudgetKey {
+    pub fn new(counterpart_side: &str, issue: &str) -> Self {
+        Self { counterpart: normalise_label(counterpart_side), issue: normalise_label(issue) }
+    }
+}
+
+/// A label as budgets and duplicate checks compare it: Unicode NFKC, lower case, runs of
+/// whitespace made one space, no space at either end. "Months", " months" and "ＭＯＮＴＨＳ"
+/// are one issue. (Look-alike letters of other scripts are not folded: both sides see the
+/// labels.)
+pub fn normalise_label(label: &str) -> String {
+    let folded: String = label.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn distinct<'a>(labels: impl Iterator<Item = &'a str>) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    labels.map(normalise_label).all(|l| seen.insert(l))
+}
+
+/// A label of the terms: 1 to 256 bytes, not blank, without control, bidi or zero-width
+/// characters (junk that would make two labels look the same, or reorder what is shown).
 fn check_label(s: &str) -> Result<()> {
-    match s.len() <= MAX_LABEL {
-        true => Ok(()),
-        false => Err(RedlineError::InvalidTerms("labels are at most 256 bytes")),
+    if s.len() > MAX_LABEL {
+        return Err(RedlineError::InvalidTerms("labels are at most 256 bytes"));
+    }
+    if s.trim().is_empty() {
+        return Err(RedlineError::InvalidTerms("a label is empty"));
+    }
+    let hidden = |c: char| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    };
+    match s.chars().any(hidden) {
+        true => Err(RedlineError::InvalidTerms("a label holds control, bidi or zero-width characters")),
+        false => Ok(()),
     }
 }
 
@@ -375,6 +438,55 @@ pub(crate) mod tests {
             s.takes = "A".into();
         }
         assert!(same.validate().is_err());
+    }
+
+    /// M7: junk and duplicate options (up to case, spacing, Unicode form) are refused, so the
+    /// cap cannot be inflated with packages nobody can tell apart.
+    #[test]
+    fn duplicate_and_junk_options_are_refused() {
+        let with = |options: &[&str]| {
+            let mut t = packages(2, 3, 4);
+            if let ProbeKind::Package(p) = &mut t.kind {
+                p.space.issues[0].options = options.iter().map(|o| (*o).to_owned()).collect();
+            }
+            t.validate()
+        };
+        assert!(with(&["6 months", "12 months", "18 months"]).is_ok());
+        for junk in [
+            &["6 months", "6 months", "x"][..],
+            &["6 months", "6 Months ", "x"],
+            &["6 months", "6  months", "x"],
+            &["Ａ", "a", "x"],
+            &["", "a", "x"],
+            &["   ", "a", "x"],
+            &["a\u{0}", "b", "x"],
+            &["a\u{200B}", "a", "x"],
+            &["a\u{202E}", "b", "x"],
+        ] {
+            assert!(matches!(with(junk), Err(RedlineError::InvalidTerms(_))), "{junk:?}");
+        }
+        let mut twice = packages(2, 3, 4);
+        if let ProbeKind::Package(p) = &mut twice.kind {
+            p.space.issues[1].issue = "Issue 0 ".into();
+        }
+        assert!(twice.validate().is_err(), "one issue listed twice");
+        let mut blank_issue = single(10);
+        if let ProbeKind::Single(s) = &mut blank_issue.kind {
+            s.issue = " ".into();
+        }
+        assert!(blank_issue.validate().is_err());
+    }
+
+    #[test]
+    fn labels_normalise_for_budgets() {
+        for same in ["months", "Months", " months ", "MONTHS", "ｍｏｎｔｈｓ", "months\u{00A0}"] {
+            assert_eq!(normalise_label(same), "months", "{same:?}");
+        }
+        assert_eq!(normalise_label("months  until\twithdrawal"), "months until withdrawal");
+        assert_eq!(normalise_label("e\u{0301}chéance"), normalise_label("échéance"), "NFC/NFKC");
+        assert_ne!(normalise_label("months"), normalise_label("years"));
+        let keys = single(10).budget_keys("Delegation B ");
+        assert_eq!(keys, [BudgetKey { counterpart: "delegation b".into(), issue: "months".into() }]);
     }
 
     #[test]

@@ -49,6 +49,44 @@ pub struct RelayConfig {
     /// Embedded store only: the most bytes its database may hold; past it sends are refused
     /// as on a full disk (`503`). `None`: as much as the disk holds.
     pub max_store_bytes: Option<u64>,
+    /// Serve `/metrics` (plain HTTP) on this address, apart from the public port.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also serve `/metrics` on the public port, to requests bearing this token. Without it
+    /// (and by default) the public port has no `/metrics`.
+    pub metrics_token: Option<MetricsToken>,
+    /// Log each client's address when it connects (off: the relay keeps no client address).
+    pub log_client_ips: bool,
+}
+
+/// A bearer token that opens `/metrics` on the public port. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// A token of at least 16 characters (surrounding whitespace, such as a file's final
+    /// newline, is dropped).
+    pub fn new(text: &str) -> Result<Self, RelayError> {
+        let text = text.trim();
+        if text.len() < 16 || !text.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(RelayError::Config(
+                "the metrics token must be at least 16 printable characters without spaces".into(),
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// True when `presented` is the token (compared by hash, so the time taken says nothing
+    /// about how much of it matched).
+    pub(crate) fn admits(&self, presented: &str) -> bool {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_bytes()) == sha2::Sha256::digest(presented.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
 }
 
 impl Default for RelayConfig {
@@ -70,6 +108,9 @@ impl Default for RelayConfig {
             shutdown_grace: Duration::from_secs(10),
             scrub_deleted_blocks: false,
             max_store_bytes: None,
+            metrics_listen: None,
+            metrics_token: None,
+            log_client_ips: false,
         }
     }
 }
@@ -166,6 +207,19 @@ pub(crate) fn redact_password(conn: &str) -> String {
         .join(" ")
 }
 
+/// Where the relay's certificate and key are, and the certificate it will rotate to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate and key (DER). `None`: `cert.der` and `key.der` in the data directory,
+    /// made on first start. Given paths must exist (the nodes of a host share one pair).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The next certificate (DER), whose fingerprint joins the relay address so the address
+    /// outlives the rotation to it. Made, with `next_key`, if both are missing.
+    pub next_cert: Option<PathBuf>,
+    pub next_key: Option<PathBuf>,
+}
+
 /// Everything [`crate::start`] needs.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
@@ -174,6 +228,10 @@ pub struct RelayOptions {
     pub store: StoreSpec,
     /// The host name or IP clients should dial; defaults to the listen IP.
     pub public_host: Option<String>,
+    /// Every node of this host, as clients dial them, in the order they should try them; the
+    /// relay address lists them all. Empty: this node alone.
+    pub nodes: Vec<backchannel_wire::RelayNode>,
+    pub tls: TlsFiles,
     pub config: RelayConfig,
 }
 
@@ -185,6 +243,8 @@ impl RelayOptions {
             data_dir: data_dir.into(),
             store: StoreSpec::Sqlite,
             public_host: None,
+            nodes: Vec::new(),
+            tls: TlsFiles::default(),
             config: RelayConfig::default(),
         }
     }
@@ -236,6 +296,18 @@ mod tests {
         assert!("postgresql://db/relay".parse::<StoreSpec>().is_ok());
         assert!("mysql://db".parse::<StoreSpec>().is_err());
         assert_eq!(redact_password("host=x password=p user=u"), "host=x password=*** user=u");
+    }
+
+    #[test]
+    fn metrics_tokens_are_checked_and_never_printed() {
+        assert!(MetricsToken::new("short").is_err());
+        assert!(MetricsToken::new("has a space in it, long enough").is_err());
+        let t = MetricsToken::new("s3cret-token-0123456789\n").unwrap();
+        assert!(t.admits("s3cret-token-0123456789"));
+        assert!(!t.admits("s3cret-token-012345678"));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let c = RelayConfig { metrics_token: Some(t), ..RelayConfig::default() };
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]

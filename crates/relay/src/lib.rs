@@ -31,6 +31,7 @@
 
 mod config;
 mod error;
+mod lean_tls;
 mod limits;
 mod metrics;
 mod notify;
@@ -40,7 +41,7 @@ pub mod store;
 mod tls;
 mod ws;
 
-pub use config::{RelayConfig, RelayOptions, StoreSpec};
+pub use config::{MetricsToken, RelayConfig, RelayOptions, StoreSpec, TlsFiles};
 pub use error::{RelayError, StoreError};
 pub use server::{RunningRelay, run, shutdown_signal, start};
 pub use store::{AnyStore, PostgresStore, SqliteStore, StoreOptions, StoreStats};

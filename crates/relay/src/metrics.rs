@@ -52,6 +52,12 @@ impl Metrics {
     /// The exposition text; store gauges are left out when the store could not answer.
     pub fn render(&self, stats: Option<StoreStats>) -> String {
         let mut out = String::new();
+        gauge(
+            &mut out,
+            "backchannel_relay_store_up",
+            "1 if the store answered this scrape, else 0.",
+            u64::from(stats.is_some()),
+        );
         if let Some(s) = stats {
             gauge(&mut out, "backchannel_relay_queues", "Queues held.", s.queues);
             gauge(&mut out, "backchannel_relay_stored_blocks", "Unacknowledged blocks held.", s.blocks);

@@ -2,7 +2,6 @@
 //! store answers into responses; every failure is an `ApiError` (see `error.rs` for the one
 //! status mapping).
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 use crate::error::ApiFailure;
 use crate::limits::{TokenBucket, read_body};
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::notify::Hub;
 use crate::store::{AnyStore, NewQueue, PutItem, PutResult, unix_now};
 use crate::{RelayConfig, StoreError, ws};
 
@@ -38,7 +37,8 @@ const CREATE_ATTEMPTS: usize = 3;
 pub(crate) struct AppState {
     pub store: AnyStore,
     pub config: Arc<RelayConfig>,
-    pub notifier: Arc<Notifier>,
+    /// This node's WebSocket followers, fed by the store's writer after each commit.
+    pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     /// Turns true when the relay begins shutting down.
     pub stopping: watch::Receiver<bool>,
@@ -120,17 +120,11 @@ async fn send(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiR
     Ok(Json(SendResponse { results: results.iter().map(PutResult::outcome).collect() }))
 }
 
-/// Counts what a send did and wakes the followers of every queue that got a block.
+/// Counts what a send did (the writer has already handed the stored blocks to followers).
 fn record_put(s: &AppState, results: &[PutResult]) {
-    let mut woken = HashSet::new();
     for result in results {
         match result {
-            PutResult::Stored { recv_id, .. } => {
-                Metrics::add(&s.metrics.blocks_stored, 1);
-                if woken.insert(*recv_id) {
-                    s.notifier.wake(recv_id);
-                }
-            }
+            PutResult::Stored { .. } => Metrics::add(&s.metrics.blocks_stored, 1),
             PutResult::Refused => s.metrics.reject("refused", 1),
             PutResult::QueueFull => s.metrics.reject("queue_full", 1),
         }
@@ -227,14 +221,33 @@ async fn delete_queue(
     let hash = bearer(&headers)?;
     s.store.delete_queue(recv_id, hash).await?;
     // Followers read the store again and find the queue gone.
-    s.notifier.wake(&recv_id);
+    s.hub.wake(&recv_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// `/metrics` on the public port: only with the configured bearer token; without one
+/// configured, the public port has no such endpoint.
+async fn metrics(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(token) = &s.config.metrics_token else {
+        return no_such_endpoint(method, uri).await.into_response();
+    };
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()?.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| token.admits(p.trim())) {
+        return ApiFailure(ApiError::Unauthorized).into_response();
+    }
+    metrics_text(State(s)).await
+}
+
+/// The exposition, for the metrics listener (and the public port with a token).
+pub(crate) async fn metrics_text(State(s): State<AppState>) -> Response {
     let stats = s.store.stats().await.ok();
     let text = s.metrics.render(stats);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// The router of the separate metrics listener: `/metrics` and nothing else.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics_text)).fallback(no_such_endpoint).with_state(state)
 }
 
 async fn no_such_endpoint(method: Method, uri: Uri) -> ApiFailure {

@@ -12,20 +12,20 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
-use backchannel_wire::{ApiError, RelayAddress};
+use backchannel_wire::{ApiError, QueueId, RelayAddress};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 
 use crate::error::{ApiFailure, Rejected, io_reason};
+use crate::lean_tls::LeanTls;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::notify::Hub;
 use crate::routes::{self, AppState};
 use crate::store::{AnyStore, StoreOptions, StoreStats, Wake, unix_now};
 use crate::{RelayConfig, RelayError, RelayOptions, load_or_create_tls};
@@ -39,25 +39,48 @@ pub async fn run(
     config: RelayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve(listener, metrics, tls, store, config, shutdown).await
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, RelayError> {
+    TcpListener::bind(addr).await.map_err(|e| RelayError::Bind { addr, reason: io_reason(&e) })
+}
+
+/// [`run`], with the metrics listener (if any) already bound.
+async fn serve(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    tls: Arc<rustls::ServerConfig>,
+    store: AnyStore,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
     config.validate()?;
     let (stop, stopping) = watch::channel(false);
     let grace = config.shutdown_grace;
     let new_queues =
         TokenBucket::new(config.queue_creations_per_sec, config.queue_creation_burst, Instant::now());
     let state = AppState {
+        hub: Arc::clone(store.hub()),
         store,
         config: Arc::new(config),
-        notifier: Arc::new(Notifier::default()),
         metrics: Arc::new(Metrics::default()),
         stopping,
         new_queues: Arc::new(Mutex::new(new_queues)),
     };
     let purge = tokio::spawn(purge_loop(state.clone()));
-    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.notifier))));
+    let scrapes = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
+    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
+    // With several nodes, a wake-up dies with a node killed between its commit and its
+    // notification: once a second, compare the followed queues with the store.
+    let sweep = state.store.wakes_are_shared().then(|| tokio::spawn(sweep_loop(state.clone())));
     // Every connection holds a clone; when all are gone, `recv` returns `None`.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
-    let acceptor =
-        Acceptor { tls: TlsAcceptor::from(tls), router: routes::router(state.clone()), state, alive };
+    let acceptor = Acceptor { tls, router: routes::router(state.clone()), state, alive };
     let result = tokio::select! {
         result = acceptor.accept_loop(&listener) => result,
         () = shutdown => Ok(()),
@@ -68,16 +91,19 @@ pub async fn run(
     if tokio::time::timeout(grace, all_closed.recv()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; leaving them");
     }
-    for task in std::iter::once(purge).chain(wakes) {
+    for task in std::iter::once(purge).chain(wakes).chain(scrapes).chain(sweep) {
         task.abort();
         let _ = task.await;
     }
     result
 }
 
+/// How often a node sharing its store compares its followers with the store.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// What the accept loop hands each connection.
 struct Acceptor {
-    tls: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     router: Router,
     state: AppState,
     alive: mpsc::Sender<()>,
@@ -93,8 +119,13 @@ impl Acceptor {
                 .await
                 .map_err(|_| RelayError::Server("connection limit closed".into()))?;
             let tcp = match listener.accept().await {
-                // The peer's address is deliberately not kept or logged.
-                Ok((tcp, _)) => tcp,
+                // The peer's address is not kept, and logged only if the operator asked.
+                Ok((tcp, peer)) => {
+                    if self.state.config.log_client_ips {
+                        tracing::info!(client = %peer, "connection accepted");
+                    }
+                    tcp
+                }
                 Err(err) => {
                     // Usually out of file descriptors: wait for some to free up.
                     tracing::warn!(error = %err, "cannot accept a connection");
@@ -103,7 +134,7 @@ impl Acceptor {
                 }
             };
             let ctx = Arc::new(ConnCtx::new(&self.state, slot, self.alive.clone()));
-            let (tls, router) = (self.tls.clone(), self.router.clone());
+            let (tls, router) = (Arc::clone(&self.tls), self.router.clone());
             let stopping = self.state.stopping.clone();
             let timeouts = (self.state.config.handshake_timeout, self.state.config.header_timeout);
             tokio::spawn(serve_connection(tcp, tls, timeouts, router, ctx, stopping));
@@ -147,14 +178,14 @@ impl Drop for ConnCtx {
 
 async fn serve_connection(
     tcp: TcpStream,
-    tls: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     (handshake, header_timeout): (Duration, Duration),
     router: Router,
     ctx: Arc<ConnCtx>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+    let stream = match tokio::time::timeout(handshake, LeanTls::accept(tcp, tls)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => return tracing::debug!(error = %err, "TLS handshake failed"),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
@@ -197,12 +228,49 @@ async fn handle(
     Ok(response)
 }
 
+/// Serves `/metrics` over plain HTTP on the metrics listener until the relay stops.
+async fn serve_metrics(listener: TcpListener, state: AppState) {
+    let mut stopping = state.stopping.clone();
+    let app = routes::metrics_router(state);
+    let served =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut stopping).await });
+    if let Err(err) = served.await {
+        tracing::warn!(error = %err, "the metrics listener stopped");
+    }
+}
+
 /// Passes the store's wake-ups (blocks committed through other relay nodes) to followers here.
-async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, notifier: Arc<Notifier>) {
+async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, hub: Arc<Hub>) {
     while let Some(wake) = wakes.recv().await {
         match wake {
-            Wake::Queue(recv_id) => notifier.wake(&recv_id),
-            Wake::All => notifier.wake_all(),
+            Wake::Queue(recv_id) => hub.wake(&recv_id),
+            Wake::All => hub.wake_all(),
+        }
+    }
+}
+
+/// Once a second: wakes the followers of any queue whose last seq in the store is past the
+/// highest they were handed or read (one query for all followed queues of this node).
+async fn sweep_loop(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = state.stopping.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stopping) => return,
+        }
+        let followed = state.hub.followed();
+        if followed.is_empty() {
+            continue;
+        }
+        let ids: Vec<QueueId> = followed.iter().map(|(id, _)| *id).collect();
+        let Ok(Some(latest)) = state.store.latest_seqs(&ids).await else { continue };
+        let seen: std::collections::HashMap<QueueId, u64> = followed.into_iter().collect();
+        for (id, last) in latest {
+            if seen.get(&id).is_some_and(|s| last > *s) {
+                state.hub.wake(&id);
+            }
         }
     }
 }
@@ -225,7 +293,7 @@ async fn purge_loop(state: AppState) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "purge of expired blocks failed"),
         }
-        state.notifier.prune();
+        state.hub.prune();
     }
 }
 
@@ -239,6 +307,7 @@ pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
 pub struct RunningRelay {
     address: RelayAddress,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     store: AnyStore,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), RelayError>>,
@@ -253,6 +322,11 @@ impl RunningRelay {
     /// The socket address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served apart from the public port, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub async fn stats(&self) -> Result<StoreStats, RelayError> {
@@ -279,29 +353,73 @@ pub async fn start(opts: RelayOptions) -> Result<RunningRelay, RelayError> {
     let host = opts.advertised_host();
     let names =
         if host == "localhost" { vec![host.clone()] } else { vec![host.clone(), "localhost".to_owned()] };
-    let (tls, cert) = load_or_create_tls(&opts.data_dir, &names)?;
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
-    let local_addr =
-        listener.local_addr().map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
-    let address = RelayAddress::for_certificate(host, local_addr.port(), &cert);
+    let (tls, cert) = match (&opts.tls.cert, &opts.tls.key) {
+        (None, None) => load_or_create_tls(&opts.data_dir, &names)?,
+        (Some(cert), Some(key)) => crate::tls::load_pair(cert, key)?,
+        _ => return Err(RelayError::Config("give both the TLS certificate and its key, or neither".into())),
+    };
     let options = StoreOptions {
         scrub_deleted: opts.config.scrub_deleted_blocks,
         max_bytes: opts.config.max_store_bytes,
     };
+    // The store first: a port that accepts connections before the store is open would keep
+    // clients waiting on this node instead of trying another.
     let store = AnyStore::open(&opts.store, &opts.data_dir, options).await?;
-    if let Err(err) = prepare(&store, &opts, &address).await {
-        store.close().await;
-        return Err(err);
-    }
+    let bound = async {
+        let listener = bind(opts.listen).await?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| RelayError::Bind { addr: opts.listen, reason: io_reason(&e) })?;
+        let address = relay_address(&opts, host, local_addr.port(), &cert, &names)?;
+        let metrics_listener = match opts.config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        prepare(&store, &opts, &address).await?;
+        Ok::<_, RelayError>((listener, local_addr, address, metrics_listener))
+    };
+    let (listener, local_addr, address, metrics_listener) = match bound.await {
+        Ok(bound) => bound,
+        Err(err) => {
+            store.close().await;
+            return Err(err);
+        }
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = run(listener, tls, store.clone(), opts.config, async move {
+    let serving = serve(listener, metrics_listener, tls, store.clone(), opts.config, async move {
         let _ = stopped.await;
     });
     let task = tokio::spawn(serving);
     tracing::info!(%address, "relay listening");
-    Ok(RunningRelay { address, local_addr, store, stop, task })
+    Ok(RunningRelay { address, local_addr, metrics_addr, store, stop, task })
+}
+
+/// The address clients are given: this node (or every node of the host), the certificate's
+/// fingerprint, and the next certificate's if there is one.
+fn relay_address(
+    opts: &RelayOptions,
+    host: String,
+    port: u16,
+    cert: &[u8],
+    names: &[String],
+) -> Result<RelayAddress, RelayError> {
+    let mut address = RelayAddress::for_certificate(host, port, cert);
+    if !opts.nodes.is_empty() {
+        address = address.with_nodes(opts.nodes.clone()).map_err(|e| RelayError::Config(e.to_string()))?;
+    }
+    match (&opts.tls.next_cert, &opts.tls.next_key) {
+        (None, None) => {}
+        (Some(c), Some(k)) => {
+            address = address.with_next_certificate(&crate::tls::load_or_create_next(c, k, names)?)
+        }
+        _ => {
+            return Err(RelayError::Config(
+                "give both the next TLS certificate and its key, or neither".into(),
+            ));
+        }
+    }
+    Ok(address)
 }
 
 /// Checks the store against the configuration and publishes the address.
@@ -313,6 +431,15 @@ async fn prepare(store: &AnyStore, opts: &RelayOptions, address: &RelayAddress) 
         return Err(RelayError::Config(format!(
             "the store holds blocks of {held} bytes but the block size is set to {want}; \
              use block size {held}, or a new data directory"
+        )));
+    }
+    // Nodes sharing a store must agree: a block stored through one is fetched through another.
+    let held = store.setting("block_size", want.to_string()).await?;
+    if held != want.to_string() {
+        return Err(RelayError::Config(format!(
+            "this store belongs to a deployment whose block size is {held} bytes, but this node is set to \
+             {want}: every node of a host must use the same block size (start this one with block size \
+             {held}, or give it a store of its own)"
         )));
     }
     write_address(&opts.data_dir, address)

@@ -38,6 +38,42 @@ pub fn load_or_create_tls(
     Ok((config, cert))
 }
 
+/// Loads the pair at `cert_path` and `key_path` (both must exist): what the nodes of one host
+/// share.
+pub(crate) fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Arc<ServerConfig>, Vec<u8>), RelayError> {
+    let fail =
+        |reason: String| RelayError::Tls { dir: cert_path.parent().unwrap_or(cert_path).to_owned(), reason };
+    let (cert, key) = (read(cert_path).map_err(fail)?, read(key_path).map_err(fail)?);
+    let config = server_config(cert.clone(), key).map_err(fail)?;
+    Ok((config, cert))
+}
+
+/// The next certificate: read if both files exist, made (for `names`) if neither does.
+pub(crate) fn load_or_create_next(
+    cert_path: &Path,
+    key_path: &Path,
+    names: &[String],
+) -> Result<Vec<u8>, RelayError> {
+    let fail =
+        |reason: String| RelayError::Tls { dir: cert_path.parent().unwrap_or(cert_path).to_owned(), reason };
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {
+            let (cert, key) = (read(cert_path).map_err(fail)?, read(key_path).map_err(fail)?);
+            server_config(cert.clone(), key).map_err(fail)?;
+            Ok(cert)
+        }
+        (false, false) => Ok(create(cert_path, key_path, names).map_err(fail)?.0),
+        _ => Err(fail(format!(
+            "found only one of {} and {}: keep both, or delete both to make a new next certificate",
+            cert_path.display(),
+            key_path.display()
+        ))),
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))
 }
@@ -77,6 +113,8 @@ fn server_config(cert: Vec<u8>, key: Vec<u8>) -> Result<Arc<ServerConfig>, Strin
         .with_single_cert(vec![CertificateDer::from(cert)], key)
         .map_err(|e| format!("the saved key does not fit the certificate: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Clients pin the certificate and never resume: tickets would only cost each connection.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -98,6 +136,20 @@ mod tests {
             let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_next_pair_is_made_once_and_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned()];
+        let (_, now) = load_or_create_tls(dir.path(), &names).unwrap();
+        let (c, k) = (dir.path().join("next-cert.der"), dir.path().join("next-key.der"));
+        let next = load_or_create_next(&c, &k, &names).unwrap();
+        assert_ne!(now, next);
+        assert_eq!(load_or_create_next(&c, &k, &names).unwrap(), next);
+        let (_, loaded) = load_pair(&c, &k).unwrap();
+        assert_eq!(loaded, next);
+        assert!(load_pair(&dir.path().join("nope.der"), &k).is_err());
     }
 
     #[test]

@@ -65,7 +65,7 @@ async fn wrong_secret_is_refused_or_forbidden_without_echo() {
         let (status, body) = c.request(Method::GET, &path, Some(auth), Vec::new()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(error_body(&body).error, "unauthorized");
-        assert!(!String::from_utf8_lossy(&body).contains(&wrong.to_hex()));
+        assert!(!String::from_utf8_lossy(&body).contains(wrong.to_hex().as_str()));
         let path = format!("/v1/queues/{}/ack", q.recv_id);
         let (status, _) = c.request(Method::POST, &path, Some(auth), br#"{"seqs":[1]}"#.to_vec()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -204,7 +204,9 @@ async fn quota_and_delete_queue() {
 
 #[tokio::test]
 async fn healthz_and_metrics() {
-    let (relay, _dir) = start_relay(RelayConfig::default()).await;
+    let token = backchannel_relay::MetricsToken::new("metrics-token-for-the-api-test").unwrap();
+    let config = RelayConfig { metrics_token: Some(token), ..RelayConfig::default() };
+    let (relay, _dir) = start_relay(config).await;
     let mut c = Client::connect(relay.address()).await;
     let (status, body) = c.request(Method::GET, "/healthz", None, Vec::new()).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
@@ -213,7 +215,10 @@ async fn healthz_and_metrics() {
     let seq = c.fetch(&q, 10).await.items[0].seq;
     c.ack(&q, &[seq]).await;
     c.request(Method::POST, "/v1/send", None, b"junk".to_vec()).await;
-    let (status, body) = c.request(Method::GET, "/metrics", None, Vec::new()).await;
+    let (status, _) = c.request(Method::GET, "/metrics", None, Vec::new()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the token is needed");
+    let (status, body) =
+        c.request(Method::GET, "/metrics", Some("Bearer metrics-token-for-the-api-test"), Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body.to_vec()).unwrap();
     for line in [
@@ -225,9 +230,16 @@ async fn healthz_and_metrics() {
         "backchannel_relay_blocks_acked_total 1",
         "backchannel_relay_open_connections 1",
         "backchannel_relay_rejected_total{reason=\"bad_request\"} 1",
+        "backchannel_relay_rejected_total{reason=\"unauthorized\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
+    relay.shutdown().await;
+    // Without a token the public port has no /metrics (serve it with metrics_listen instead).
+    let (relay, _dir) = start_relay(RelayConfig::default()).await;
+    let mut c = Client::connect(relay.address()).await;
+    let (status, body) = c.request(Method::GET, "/metrics", None, Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
     relay.shutdown().await;
 }
 
@@ -314,8 +326,8 @@ async fn rate_limit_is_per_connection() {
 #[tokio::test]
 async fn tls_refuses_a_different_fingerprint() {
     let (relay, _dir) = start_relay(RelayConfig::default()).await;
-    let mut wrong: RelayAddress = relay.address().clone();
-    wrong.fingerprint[0] ^= 1;
+    let node = relay.address().node().clone();
+    let wrong = RelayAddress::for_certificate(node.host, node.port, b"some other certificate");
     assert!(support::try_tls(&wrong).await.is_err());
     assert!(support::try_tls(relay.address()).await.is_ok());
     relay.shutdown().await;

@@ -21,8 +21,8 @@ async fn restart_keeps_fingerprint_address_file_and_blocks() {
     let written = std::fs::read_to_string(dir.path().join("address")).unwrap();
     assert_eq!(written, format!("{first}\n"));
     assert_eq!(written.trim().parse::<RelayAddress>().unwrap(), first);
-    assert_eq!(first.host, "127.0.0.1");
-    assert_eq!(first.port, relay.local_addr().port());
+    assert_eq!(first.node().host, "127.0.0.1");
+    assert_eq!(first.node().port, relay.local_addr().port());
 
     let mut c = Client::connect(&first).await;
     let q = c.create_queue().await;
@@ -33,7 +33,7 @@ async fn restart_keeps_fingerprint_address_file_and_blocks() {
     relay.shutdown().await;
 
     let relay = start_in(dir.path(), RelayConfig::default()).await;
-    assert_eq!(relay.address().fingerprint, first.fingerprint);
+    assert_eq!(relay.address().fingerprints(), first.fingerprints());
     let mut c = Client::connect(relay.address()).await;
     let kept = c.fetch(&q, 10).await;
     assert_eq!(kept.items.iter().map(|d| d.block.clone()).collect::<Vec<_>>(), blocks);
@@ -168,6 +168,8 @@ async fn data_dir_holds_only_what_it_should() {
             "queues.send_id",
             "queues.stored",
             "queues.touched_at",
+            "relay_settings.name",
+            "relay_settings.value",
             "schema_version.applied_at",
             "schema_version.version",
         ]

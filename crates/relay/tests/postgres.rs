@@ -86,3 +86,17 @@ async fn a_block_sent_through_one_node_is_pushed_by_the_other() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_with_another_block_size_refuses_to_start() {
+    let Some(schema) = Schema::fresh().await else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), schema.spec()).await;
+    // No block is stored yet: the deployment's setting, not a stored block, says 4096.
+    let mut opts = RelayOptions::new("127.0.0.1:0".parse().unwrap(), dir_b.path());
+    opts.store = schema.spec();
+    opts.config.block_size = 8192;
+    let err = start(opts).await.err().expect("a node with another block size must not start").to_string();
+    assert!(err.contains("block size is 4096") && err.contains("every node of a host"), "{err}");
+    a.shutdown().await;
+}

@@ -144,8 +144,15 @@ pub struct AckRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WsClientMessage {
-    Subscribe { recv_id: QueueId, secret: String },
-    Ack { recv_id: QueueId, seqs: Vec<u64> },
+    /// `secret` is the receive secret's hex (zeroed on drop, redacted in `Debug`).
+    Subscribe {
+        recv_id: QueueId,
+        secret: crate::SecretHex,
+    },
+    Ack {
+        recv_id: QueueId,
+        seqs: Vec<u64>,
+    },
 }
 
 /// Text frames the relay sends on `GET /v1/ws`; blocks come as binary frames

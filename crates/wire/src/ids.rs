@@ -72,9 +72,10 @@ impl QueueSecret {
         SecretHash(Sha256::digest(self.0).into())
     }
 
-    /// The form carried in an `Authorization: Bearer` header or a WebSocket subscribe.
-    pub fn to_hex(&self) -> String {
-        hex_encode(&self.0)
+    /// The form carried in an `Authorization: Bearer` header or a WebSocket subscribe: hex
+    /// text that is itself a secret (zeroed on drop, `Debug` redacted).
+    pub fn to_hex(&self) -> SecretHex {
+        SecretHex(hex_encode(&self.0))
     }
 
     pub fn from_hex(text: &str) -> Result<Self, DecodeError> {
@@ -93,6 +94,62 @@ impl std::fmt::Debug for QueueSecret {
 impl Serialize for QueueSecret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
+    }
+}
+
+/// The hex text of a [`QueueSecret`]: as much a capability as the bytes. Zeroed on drop;
+/// `Debug` prints nothing; `Display` and `Deref<Target = str>` give the hex for the one place
+/// it must go (a header, a subscribe message).
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct SecretHex(String);
+
+impl SecretHex {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Any text, as a peer may send it (the relay checks it with [`QueueSecret::from_hex`]).
+impl From<String> for SecretHex {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for SecretHex {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl std::ops::Deref for SecretHex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SecretHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretHex(<redacted>)")
+    }
+}
+
+impl Serialize for SecretHex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(String::deserialize(d)?))
     }
 }
 
@@ -200,6 +257,20 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("ab"), "{shown}");
         assert!(!shown.contains("171"), "{shown}");
+    }
+
+    /// L10: the hex form of a secret is a secret type too; its Debug (and so the Debug of a
+    /// WebSocket subscribe message that carries it) prints none of it.
+    #[test]
+    fn secret_hex_debug_is_redacted() {
+        let hex = QueueSecret([0xab; 32]).to_hex();
+        assert_eq!(format!("{hex:?}"), "SecretHex(<redacted>)");
+        assert_eq!(hex.as_str(), "ab".repeat(32));
+        let subscribe = crate::WsClientMessage::Subscribe { recv_id: QueueId([1; 16]), secret: hex.clone() };
+        assert!(!format!("{subscribe:?}").contains("abab"), "{subscribe:?}");
+        let json = serde_json::to_string(&subscribe).unwrap();
+        assert!(json.contains(&"ab".repeat(32)), "the wire form is unchanged: {json}");
+        assert_eq!(serde_json::from_str::<crate::WsClientMessage>(&json).unwrap(), subscribe);
     }
 
     #[test]

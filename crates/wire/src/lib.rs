@@ -18,14 +18,14 @@ mod api;
 pub mod codec;
 mod ids;
 
-pub use address::{AddressError, RelayAddress};
+pub use address::{AddressError, MAX_FINGERPRINTS, MAX_NODES, RelayAddress, RelayNode};
 pub use api::{
     AckRequest, ApiError, ApiErrorBody, CreateQueueRequest, CreateQueueResponse, Delivered, FetchResponse,
     SendBatch, SendItem, SendOutcome, SendResponse, WsClientMessage, WsServerMessage, ws_delivery_decode,
     ws_delivery_encode,
 };
 pub use codec::DecodeError;
-pub use ids::{QueueId, QueueSecret, SecretHash, hex_encode};
+pub use ids::{QueueId, QueueSecret, SecretHash, SecretHex, hex_encode};
 
 /// Default size of every block a relay stores: all envelopes look alike to the host.
 pub const DEFAULT_BLOCK_SIZE: usize = 4096;

@@ -149,6 +149,13 @@ pub async fn status(home: &Path, channel: Option<&str>) -> Result<()> {
                     p.ratified_by.iter().map(|r| peer(r)).collect::<Vec<_>>().join(", ")
                 ))?;
             }
+            if !p.stale.is_empty() {
+                say(format!(
+                    "    ratified with an earlier version of Backchannel (the text only, no signed statement); \
+                     to count, ratify again: {}",
+                    p.stale.iter().map(|r| peer(r)).collect::<Vec<_>>().join(", ")
+                ))?;
+            }
             if !p.unconfirmed.is_empty() {
                 say(format!(
                     "    signed with a key known only through the intermediary (not counted): {}",

@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     pub driving: AtomicBool,
     /// Wakes the driver to flush the outbox now.
     pub wake: tokio::sync::Notify,
+    /// Blocks cut when their frames were sealed, by outbox row, until delivered (the store
+    /// keeps only the frames; after a restart they are cut again).
+    cut: Mutex<std::collections::HashMap<i64, Vec<Vec<u8>>>>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             home,
             driving: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            cut: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -84,11 +88,19 @@ impl Shared {
         &self,
         f: impl FnOnce(&mut Batch<'_, '_>) -> Result<T>,
     ) -> Result<(T, Vec<Event>)> {
-        let (value, events) = self.core().batch(f)?;
+        let (value, events, cut) = self.core().batch(f)?;
+        if !cut.is_empty() {
+            self.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(cut);
+        }
         for event in &events {
             self.tell(Update::Party { event: event.clone() });
         }
         Ok((value, events))
+    }
+
+    /// The blocks cut at sealing time, for a flush (what it does not send is cut again later).
+    pub fn take_cut(&self) -> std::collections::HashMap<i64, Vec<Vec<u8>>> {
+        std::mem::take(&mut *self.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Tells every subscriber (none listening is not an error: the timeline has it).
@@ -187,7 +199,10 @@ impl Core {
     /// Runs `f` in one durable transaction. On success the events it gathered are returned
     /// for publishing; on failure every contact it touched is read again from the store, so
     /// memory never runs ahead of what was committed.
-    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Batch<'_, '_>) -> Result<T>) -> Result<(T, Vec<Event>)> {
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Batch<'_, '_>) -> Result<T>,
+    ) -> Result<(T, Vec<Event>, Cut)> {
         let Core { store, me, contacts, .. } = self;
         let mut touched = BTreeSet::new();
         let out = store.tx(|tx| {
@@ -196,7 +211,7 @@ impl Core {
             touched = batch.all_touched.clone();
             let value = value?;
             batch.write_back()?;
-            Ok((value, batch.events))
+            Ok((value, batch.events, batch.cut))
         });
         if out.is_err() && !touched.is_empty() {
             // The store is as it was before the transaction; so is memory, after this.
@@ -232,7 +247,12 @@ pub(crate) struct Batch<'b, 't> {
     all_touched: BTreeSet<String>,
     /// A store error met while a rule was reading through [`Lookup`] (which cannot fail).
     lookup_error: RefCell<Option<ClientError>>,
+    /// Blocks cut for the outbox rows this transaction queued.
+    pub cut: Cut,
 }
+
+/// Blocks cut for outbox rows, by row.
+pub(crate) type Cut = Vec<(i64, Vec<Vec<u8>>)>;
 
 impl<'b, 't> Batch<'b, 't> {
     fn new(tx: &'b mut Tx<'t>, contacts: &'b mut Contacts, me: &'b Card) -> Self {
@@ -246,6 +266,7 @@ impl<'b, 't> Batch<'b, 't> {
             sessions_touched: BTreeSet::new(),
             all_touched: BTreeSet::new(),
             lookup_error: RefCell::new(None),
+            cut: Vec::new(),
         }
     }
 
@@ -285,7 +306,7 @@ impl<'b, 't> Batch<'b, 't> {
         self.touched.clear();
         self.sessions_touched.clear();
         self.tx.mark()?;
-        let events = self.events.len();
+        let (events, cut) = (self.events.len(), self.cut.len());
         match f(self) {
             Ok(v) => {
                 self.tx.release_mark()?;
@@ -295,6 +316,7 @@ impl<'b, 't> Batch<'b, 't> {
             Err(e) => {
                 self.tx.rollback_to_mark()?;
                 self.events.truncate(events);
+                self.cut.truncate(cut);
                 for id in std::mem::take(&mut self.touched) {
                     self.contacts.reload(self.tx, &id)?;
                 }
@@ -366,8 +388,18 @@ impl Lookup for Batch<'_, '_> {
     }
 
     fn held_channels(&self) -> usize {
-        match self.tx.load_all::<backchannel_party::channel::HeldMessages>() {
-            Ok(all) => all.iter().filter(|(_, h)| !h.is_empty()).count(),
+        let held = self.tx.load_all::<backchannel_party::channel::HeldMessages>().and_then(|all| {
+            let mut count = 0;
+            for (id, h) in all {
+                // Only channels we are not in count against the few a stranger may fill.
+                if !h.is_empty() && self.tx.load::<backchannel_party::channel::Channel>(&id)?.is_none() {
+                    count += 1;
+                }
+            }
+            Ok(count)
+        });
+        match held {
+            Ok(count) => count,
             Err(e) => {
                 self.lookup_error.borrow_mut().get_or_insert(e);
                 usize::MAX

@@ -40,37 +40,42 @@ pub(crate) fn record_id(id: &ChannelId) -> String {
 
 /// A channel we hold by id, with what earlier versions kept inside it moved out.
 pub(crate) fn channel_by_id(tx: &Tx<'_>, id: &ChannelId) -> Result<Option<Channel>> {
-    let Some(mut channel) = tx.load::<Channel>(&record_id(id))? else { return Ok(None) };
+    tx.load::<Channel>(&record_id(id))?.map(|c| upgraded(tx, c)).transpose()
+}
+
+/// Moves the messages an earlier version kept inside a channel record to the parked queue.
+fn upgraded(tx: &Tx<'_>, mut channel: Channel) -> Result<Channel> {
     if !channel.legacy_waiting.is_empty() {
         for w in std::mem::take(&mut channel.legacy_waiting) {
             park(tx, &w.to, channel.state.id, w.kind(), &w.body)?;
         }
-        tx.save(&record_id(id), &channel)?;
+        tx.save(&record_id(&channel.state.id), &channel)?;
     }
-    Ok(Some(channel))
+    Ok(channel)
 }
 
 /// Finds one of our channels by name (case-insensitive), or by `NAME@CREATOR` when several
 /// creators gave their channels the same name.
 pub(crate) fn find_channel(tx: &Tx<'_>, name: &str) -> Result<Channel> {
-    let all = tx.load_all::<Channel>()?;
+    let mut all: Vec<Channel> = tx.load_all::<Channel>()?.into_iter().map(|(_, c)| c).collect();
     let named = |c: &Channel, n: &str| c.state.name.eq_ignore_ascii_case(n);
-    let mut hits: Vec<&Channel> = all.iter().map(|(_, c)| c).filter(|c| named(c, name)).collect();
+    let mut hits: Vec<usize> = (0..all.len()).filter(|&i| named(&all[i], name)).collect();
     if hits.is_empty()
         && let Some((channel, creator)) = name.rsplit_once('@')
     {
-        hits = all
-            .iter()
-            .map(|(_, c)| c)
-            .filter(|c| named(c, channel) && c.creator_name().eq_ignore_ascii_case(creator))
+        hits = (0..all.len())
+            .filter(|&i| named(&all[i], channel) && all[i].creator_name().eq_ignore_ascii_case(creator))
             .collect();
     }
     match hits.as_slice() {
         [] => Err(ClientError::UnknownChannel { name: name.to_owned() }),
-        [one] => Ok(channel_by_id(tx, &one.state.id)?.unwrap_or_else(|| Channel::new(one.state.clone()))),
+        [one] => upgraded(tx, all.swap_remove(*one)),
         several => Err(ClientError::AmbiguousChannel {
             name: name.to_owned(),
-            candidates: several.iter().map(|c| format!("{}@{}", c.state.name, c.creator_name())).collect(),
+            candidates: several
+                .iter()
+                .map(|&i| format!("{}@{}", all[i].state.name, all[i].creator_name()))
+                .collect(),
         }),
     }
 }
@@ -225,9 +230,9 @@ impl Batch<'_, '_> {
     pub fn ratify(&mut self, name: &str, proposal: &str) -> Result<ProposalView> {
         let ctx = self.ctx();
         let identity = self.identity()?;
-        let (_, view) = self.on_channel(name, |c, lookup| {
+        let (_, view) = self.on_channel(name, |c, _| {
             let Channel { state, docs, .. } = c;
-            docs.ratify(state, &ctx, lookup, &identity, proposal)
+            docs.ratify(state, &ctx, &identity, proposal)
         })?;
         Ok(view)
     }

@@ -6,7 +6,7 @@
 //! A refusal holds back only the items it concerns: they stay listed (`outbox`) until they
 //! go, or the user drops them; nothing else waits behind them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use backchannel_party::Entry;
 use backchannel_party::event::Conversation;
@@ -18,32 +18,56 @@ use super::{Shared, now_ms};
 use crate::error::{ClientError, Result};
 use crate::store::{OutboxRow, Tx};
 
-/// Where one outbound message goes; its blocks are stored beside it (see
-/// [`crate::store::Tx::outbox_push`]).
+/// One outbound message: for whom, and (for items that keep their blocks) where they go. The
+/// stored value beside it (see [`crate::store::Tx::outbox_push`]) is the message's frame, or,
+/// for the handshake and items queued by earlier versions, its blocks.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct OutboxItem {
     /// The contact it is for, so a refusal can be shown in that conversation.
     pub contact: String,
-    pub relay: RelayAddress,
-    pub send_id: QueueId,
-    pub secret: QueueSecret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_id: Option<QueueId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<QueueSecret>,
     /// Only in items queued before blocks had a column of their own.
     #[serde(default, rename = "blocks", deserialize_with = "blocks_b64::deserialize", skip_serializing)]
     pub legacy_blocks: Vec<Vec<u8>>,
     /// Set when the relay refused the item for a reason a retry cannot fix by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The item keeps its frame (Olm and post-quantum layers), not blocks: they are cut for
+    /// the contact's route when it is delivered (the same frame id every time, so a resend
+    /// after a crash is taken in once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame: bool,
 }
 
 impl OutboxItem {
+    /// An item whose stored value is its blocks for `route` (the handshake, queued whole).
     pub fn new(contact: &str, route: &Route) -> Self {
         Self {
             contact: contact.to_owned(),
-            relay: route.relay.clone(),
-            send_id: route.send_id,
-            secret: route.send_secret.clone(),
+            relay: Some(route.relay.clone()),
+            send_id: Some(route.send_id),
+            secret: Some(route.send_secret.clone()),
             legacy_blocks: Vec::new(),
             held: None,
+            frame: false,
+        }
+    }
+
+    /// An item whose stored value is one frame for `contact`.
+    pub fn frame(contact: &str) -> Self {
+        Self {
+            contact: contact.to_owned(),
+            relay: None,
+            send_id: None,
+            secret: None,
+            legacy_blocks: Vec::new(),
+            held: None,
+            frame: true,
         }
     }
 }
@@ -52,6 +76,9 @@ impl OutboxItem {
 pub(crate) struct Queued {
     pub n: i64,
     pub item: OutboxItem,
+    pub relay: RelayAddress,
+    pub send_id: QueueId,
+    pub secret: QueueSecret,
     pub blocks: Vec<Vec<u8>>,
 }
 
@@ -80,29 +107,62 @@ pub struct FlushReport {
     pub unreachable: Vec<String>,
 }
 
-/// What the outbox holds, in order; items queued by earlier versions bring their blocks in
-/// their header. An item without blocks was damaged (every item is queued with at least one).
-pub(crate) fn queued(tx: &Tx<'_>) -> Result<Vec<Queued>> {
+/// What the outbox holds, in order, with where each item goes and its blocks: items that
+/// keep a frame are cut for their contact's route (or take the blocks cut when it was sealed,
+/// from `cut`); items queued by earlier versions bring their blocks in their header. An item
+/// without blocks, or for a contact that is gone, was damaged.
+pub(crate) fn queued(
+    tx: &Tx<'_>,
+    contacts: &mut super::Contacts,
+    cut: &mut HashMap<i64, Vec<Vec<u8>>>,
+) -> Result<Vec<Queued>> {
     let items: Vec<OutboxRow<OutboxItem>> = tx.outbox()?;
-    items
-        .into_iter()
-        .map(|(n, mut item, blocks)| {
-            let blocks = blocks.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
-            if blocks.is_empty() {
-                return Err(tx.damaged(format!("outbox item {n} has no blocks")));
-            }
-            Ok(Queued { n, item, blocks })
-        })
-        .collect()
+    items.into_iter().map(|(n, item, stored)| resolve(tx, contacts, cut, n, item, stored)).collect()
 }
 
-pub(crate) fn list(tx: &Tx<'_>, contacts: &super::Contacts) -> Result<Vec<QueuedView>> {
-    Ok(queued(tx)?
+fn resolve(
+    tx: &Tx<'_>,
+    contacts: &mut super::Contacts,
+    cut: &mut HashMap<i64, Vec<Vec<u8>>>,
+    n: i64,
+    mut item: OutboxItem,
+    stored: Option<Vec<Vec<u8>>>,
+) -> Result<Queued> {
+    let damaged = |why: &str| tx.damaged(format!("outbox item {n} {why}"));
+    let stored = stored.unwrap_or_else(|| std::mem::take(&mut item.legacy_blocks));
+    let (route, blocks) = if item.frame {
+        if contacts.get(&item.contact).is_none() {
+            return Err(damaged("is for a contact the store no longer has"));
+        }
+        let route = contacts.session(tx, &item.contact)?.send_route.clone();
+        let blocks = match (cut.remove(&n), stored.as_slice()) {
+            (Some(blocks), _) => blocks,
+            (None, [frame]) => route.seal_blocks(frame)?.1,
+            (None, _) => return Err(damaged("has a damaged frame")),
+        };
+        ((route.relay, route.send_id, route.send_secret), blocks)
+    } else {
+        let (Some(relay), Some(send_id), Some(secret)) =
+            (item.relay.clone(), item.send_id, item.secret.clone())
+        else {
+            return Err(damaged("has no destination"));
+        };
+        ((relay, send_id, secret), stored)
+    };
+    if blocks.is_empty() {
+        return Err(damaged("has no blocks"));
+    }
+    let (relay, send_id, secret) = route;
+    Ok(Queued { n, item, relay, send_id, secret, blocks })
+}
+
+pub(crate) fn list(tx: &Tx<'_>, contacts: &mut super::Contacts) -> Result<Vec<QueuedView>> {
+    Ok(queued(tx, contacts, &mut HashMap::new())?
         .into_iter()
         .map(|q| QueuedView {
             n: q.n,
             to: contacts.get(&q.item.contact).map_or_else(|| q.item.contact.clone(), |c| c.card.name.clone()),
-            relay: q.item.relay.to_string(),
+            relay: q.relay.to_string(),
             blocks: q.blocks.len(),
             held: q.item.held,
         })
@@ -123,7 +183,7 @@ fn give_up(tx: &Tx<'_>, contacts: &super::Contacts, n: i64, contact: &str) -> Re
 fn requests(items: Vec<Queued>) -> Vec<(RelayAddress, Vec<Queued>)> {
     let mut by_queue: BTreeMap<QueueId, (RelayAddress, Vec<Queued>)> = BTreeMap::new();
     for q in items {
-        let slot = by_queue.entry(q.item.send_id).or_insert_with(|| (q.item.relay.clone(), Vec::new()));
+        let slot = by_queue.entry(q.send_id).or_insert_with(|| (q.relay.clone(), Vec::new()));
         slot.1.push(q);
     }
     let mut out = Vec::new();
@@ -159,7 +219,8 @@ fn shuffle<T>(items: &mut [T]) {
 impl Shared {
     /// Delivers what the outbox holds. Items a relay did not fully store stay.
     pub async fn flush(&self) -> Result<FlushReport> {
-        let items = self.read(|tx, _| queued(tx))?;
+        let mut cut = self.take_cut();
+        let items = self.with_core(|tx, contacts| queued(tx, contacts, &mut cut))?;
         let mut report = FlushReport::default();
         let (held, items): (Vec<Queued>, Vec<Queued>) =
             items.into_iter().partition(|q| q.item.held.is_some());
@@ -201,8 +262,8 @@ impl Shared {
             .iter()
             .flat_map(|q| {
                 q.blocks.iter().map(|b| SendItem {
-                    send_id: q.item.send_id,
-                    secret: q.item.secret.clone(),
+                    send_id: q.send_id,
+                    secret: q.secret.clone(),
                     block: b.clone(),
                 })
             })
@@ -238,7 +299,7 @@ impl Shared {
     /// Drops an item the user gave up on (listed by `outbox`).
     pub fn drop_queued(&self, n: i64) -> Result<()> {
         self.write(|tx, _| {
-            if !queued(tx)?.iter().any(|q| q.n == n) {
+            if !tx.outbox::<OutboxItem>()?.iter().any(|(m, _, _)| *m == n) {
                 return Err(ClientError::NoOutboxItem { n });
             }
             tx.outbox_remove(n)
@@ -249,9 +310,9 @@ impl Shared {
     pub fn retry_held(&self) -> Result<usize> {
         self.write(|tx, _| {
             let mut count = 0;
-            for mut q in queued(tx)? {
-                if q.item.held.take().is_some() {
-                    tx.outbox_update(q.n, &q.item)?;
+            for (n, mut item, _) in tx.outbox::<OutboxItem>()? {
+                if item.held.take().is_some() {
+                    tx.outbox_update(n, &item)?;
                     count += 1;
                 }
             }
@@ -277,6 +338,7 @@ fn clone_item(i: &OutboxItem) -> OutboxItem {
         secret: i.secret.clone(),
         legacy_blocks: Vec::new(),
         held: i.held.clone(),
+        frame: i.frame,
     }
 }
 
@@ -326,12 +388,14 @@ mod tests {
                 tx.outbox_push(&OutboxItem::new("c2", &route()), &new)
             })
             .unwrap();
-        let items = store.tx(|tx| queued(tx)).unwrap();
+        let items = store.tx(|tx| queued(tx, &mut Default::default(), &mut Default::default())).unwrap();
         let got: Vec<(&str, &Vec<Vec<u8>>)> =
             items.iter().map(|q| (q.item.contact.as_str(), &q.blocks)).collect();
         assert_eq!(got, [("c1", &old), ("c2", &new)]);
         store.execute_raw("UPDATE outbox SET blocks = NULL WHERE n = 2");
-        let err = store.tx(|tx| queued(tx).map(drop)).unwrap_err();
+        let err = store
+            .tx(|tx| queued(tx, &mut Default::default(), &mut Default::default()).map(drop))
+            .unwrap_err();
         assert!(err.to_string().contains("outbox item 2 has no blocks"), "{err}");
     }
 
@@ -343,6 +407,9 @@ mod tests {
         let item = |n, r: &Route, blocks| Queued {
             n,
             item: OutboxItem::new("c", r),
+            relay: r.relay.clone(),
+            send_id: r.send_id,
+            secret: r.send_secret.clone(),
             blocks: vec![vec![0u8; 8]; blocks],
         };
         let items = vec![item(1, &a, 1), item(2, &b, 1), item(3, &a, MAX_BATCH - 1), item(4, &a, 1)];

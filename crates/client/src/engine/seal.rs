@@ -96,7 +96,9 @@ impl Batch<'_, '_> {
         let seq = frame.message.sender_seq;
         let (_, blocks) = route.seal_blocks(&frame.bytes)?;
         self.touch_session(id);
-        self.tx.outbox_push(&OutboxItem::new(id, &route), &blocks)?;
+        // The store keeps the frame (small); the blocks just cut wait in memory for delivery.
+        let n = self.tx.outbox_push(&OutboxItem::frame(id), &[frame.bytes])?;
+        self.cut.push((n, blocks));
         Ok(Some(seq))
     }
 

@@ -1,12 +1,18 @@
-//! Connections to relays: TLS pinned to the certificate fingerprint in the relay address (no
+//! Connections to relays: TLS pinned to the certificate fingerprints in the relay address (no
 //! certificate authority), HTTP/1.1 for requests, WebSocket for `watch`.
+//!
+//! An address may list several nodes of one host (`bcr://A:1,B:2#…`). Connections try them
+//! in turn, starting at a random one so clients spread over the nodes, and a request that
+//! fails because its node went away (no answer, or `503`) is sent again through the next
+//! node. A retried send may store a block twice; receivers drop the copy (the seen-set), as
+//! they do for any redelivery.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use backchannel_wire::{
     AckRequest, ApiError, ApiErrorBody, CreateQueueRequest, CreateQueueResponse, FetchResponse, QueueId,
-    QueueSecret, RelayAddress, SendBatch, SendItem, SendResponse,
+    QueueSecret, RelayAddress, RelayNode, SendBatch, SendItem, SendResponse,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -85,8 +91,46 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// Opens a TLS connection to the relay and checks its pinned certificate.
+/// Opens a TLS connection to one of the relay's nodes and checks its pinned certificate.
 pub async fn connect_tls(address: &RelayAddress) -> Result<TlsStream<TcpStream>> {
+    Ok(connect_any(address, None).await?.1)
+}
+
+/// Tries the nodes in turn, from a random one (or from the node after `failed`), and returns
+/// the first that answers with a pinned certificate, with its index. The error is the last
+/// node's, or "not pinned" if any node showed a certificate the address does not pin.
+async fn connect_any(address: &RelayAddress, failed: Option<usize>) -> Result<(usize, TlsStream<TcpStream>)> {
+    let n = address.nodes().len();
+    let first = failed.map_or_else(|| random_below(n), |i| (i + 1) % n);
+    let mut error = None;
+    for k in 0..n {
+        let i = (first + k) % n;
+        match connect_node(address, &address.nodes()[i]).await {
+            Ok(tls) => return Ok((i, tls)),
+            Err(e) => {
+                tracing::debug!(node = %address.nodes()[i], error = %e, "relay node unreachable");
+                if !matches!(error, Some(ClientError::RelayNotPinned { .. })) {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    Err(error.unwrap_or_else(|| ClientError::RelayUnreachable {
+        relay: address.to_string(),
+        why: "the address lists no node".into(),
+    }))
+}
+
+/// A uniform index below `n` from the OS generator (by way of a random queue id).
+fn random_below(n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let r = QueueId::random().0;
+    (u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]) % n as u64) as usize
+}
+
+async fn connect_node(address: &RelayAddress, node: &RelayNode) -> Result<TlsStream<TcpStream>> {
     let unreachable = |why: String| ClientError::RelayUnreachable { relay: address.to_string(), why };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Pinned { address: address.clone(), provider: provider.clone() });
@@ -96,16 +140,16 @@ pub async fn connect_tls(address: &RelayAddress) -> Result<TlsStream<TcpStream>>
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address.authority()))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(node.authority()))
         .await
-        .map_err(|_| unreachable("connection timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|_| unreachable(format!("connection to {node} timed out")))?
+        .map_err(|e| unreachable(format!("{node}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(address.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(node.host.clone()).map_err(|e| unreachable(e.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
         .await
-        .map_err(|_| unreachable("TLS handshake timed out".into()))?
+        .map_err(|_| unreachable(format!("TLS handshake with {node} timed out")))?
         .map_err(|e| tls_error(address, &e))
 }
 
@@ -117,15 +161,22 @@ fn tls_error(address: &RelayAddress, e: &std::io::Error) -> ClientError {
     ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() }
 }
 
-/// One HTTP/1.1 connection to one relay; requests go one after another.
+/// One HTTP/1.1 connection to one node of a relay; requests go one after another. When the
+/// node goes away, the next request moves to another node of the address.
 pub struct RelayClient {
     address: RelayAddress,
     sender: SendRequest<Full<Bytes>>,
+    /// Which of the address's nodes the connection is to.
+    node: usize,
 }
 
 impl RelayClient {
     pub async fn connect(address: &RelayAddress) -> Result<Self> {
-        let tls = connect_tls(address).await?;
+        Self::connect_from(address, None).await
+    }
+
+    async fn connect_from(address: &RelayAddress, failed: Option<usize>) -> Result<Self> {
+        let (node, tls) = connect_any(address, failed).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() })?;
@@ -134,7 +185,12 @@ impl RelayClient {
                 tracing::debug!("relay connection closed: {e}");
             }
         });
-        Ok(Self { address: address.clone(), sender })
+        Ok(Self { address: address.clone(), sender, node })
+    }
+
+    /// The node this connection is to (`host:port`).
+    pub fn node(&self) -> &RelayNode {
+        &self.address.nodes()[self.node]
     }
 
     pub fn address(&self) -> &RelayAddress {
@@ -207,6 +263,8 @@ impl RelayClient {
         Ok(())
     }
 
+    /// Sends one request; if its node is gone (no answer, or `503`) and the address lists
+    /// other nodes, moves to the next node and sends it again, trying each node once.
     async fn request(
         &mut self,
         method: Method,
@@ -214,11 +272,46 @@ impl RelayClient {
         auth: Option<&QueueSecret>,
         body: Vec<u8>,
     ) -> Result<Bytes> {
-        let mut req = Request::builder().method(method).uri(path).header("host", self.address.authority());
+        let body = Bytes::from(body);
+        let nodes = self.address.nodes().len();
+        if self.sender.is_closed() && nodes > 1 {
+            // Closed while idle (or its node died): any live node will do.
+            *self = Self::connect_from(&self.address, Some(self.node)).await?;
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let answer = self.request_once(method.clone(), path, auth, body.clone()).await;
+            let node_gone = matches!(
+                answer,
+                Err(ClientError::RelayUnreachable { .. })
+                    | Err(ClientError::RelayRefused { error: ApiError::Unavailable(_), .. })
+            );
+            if !node_gone || nodes == 1 || tries >= nodes {
+                return answer;
+            }
+            match Self::connect_from(&self.address, Some(self.node)).await {
+                Ok(fresh) => {
+                    tracing::info!(from = %self.node(), to = %fresh.node(), "relay node failed over");
+                    *self = fresh;
+                }
+                Err(_) => return answer,
+            }
+        }
+    }
+
+    async fn request_once(
+        &mut self,
+        method: Method,
+        path: &str,
+        auth: Option<&QueueSecret>,
+        body: Bytes,
+    ) -> Result<Bytes> {
+        let mut req = Request::builder().method(method).uri(path).header("host", self.node().authority());
         if let Some(secret) = auth {
             req = req.header("authorization", format!("Bearer {}", secret.to_hex()));
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| self.protocol(e.to_string()))?;
+        let req = req.body(Full::new(body)).map_err(|e| self.protocol(e.to_string()))?;
         let exchange = async {
             self.sender.ready().await?;
             let resp = self.sender.send_request(req).await?;
@@ -257,12 +350,26 @@ fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| ClientError::InvalidInput { what: "request".into(), why: e.to_string() })
 }
 
-/// Opens the relay's WebSocket (`/v1/ws`) over a pinned TLS connection.
+/// Opens the relay's WebSocket (`/v1/ws`) over a pinned TLS connection to one of its nodes.
+/// A node that accepts TLS but refuses the upgrade (shutting down, say) is passed over.
 pub async fn connect_ws(address: &RelayAddress) -> Result<WsStream> {
-    let tls = connect_tls(address).await?;
-    let url = format!("wss://{}/v1/ws", address.authority());
-    let (ws, _) = tokio_tungstenite::client_async(url, tls)
-        .await
-        .map_err(|e| ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() })?;
-    Ok(ws)
+    let n = address.nodes().len();
+    let mut failed = None;
+    let mut error = None;
+    for _ in 0..n {
+        let (node, tls) = connect_any(address, failed).await?;
+        let url = format!("wss://{}/v1/ws", address.nodes()[node].authority());
+        match tokio_tungstenite::client_async(url, tls).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(e) => {
+                error =
+                    Some(ClientError::RelayUnreachable { relay: address.to_string(), why: e.to_string() });
+                failed = Some(node);
+            }
+        }
+    }
+    Err(error.unwrap_or_else(|| ClientError::RelayUnreachable {
+        relay: address.to_string(),
+        why: "the address lists no node".into(),
+    }))
 }

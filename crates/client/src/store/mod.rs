@@ -325,7 +325,7 @@ impl Tx<'_> {
     /// Queues one outbound item: `header` (route, secret, contact) as a record, and `blocks`
     /// in a column of their own, sealed as one value. Not as base64 inside the header: for a
     /// fan-out to 49 members that encoding cost more than all the sealing.
-    pub fn outbox_push<T: Serialize>(&self, header: &T, blocks: &[Vec<u8>]) -> Result<()> {
+    pub fn outbox_push<T: Serialize>(&self, header: &T, blocks: &[Vec<u8>]) -> Result<i64> {
         let n = self.next_row("outbox")?;
         let sealed = self.seal(&format!("outbox/{n}"), header)?;
         let framed = zeroize::Zeroizing::new(frame_blocks(blocks));
@@ -334,7 +334,7 @@ impl Tx<'_> {
             .prepare_cached("INSERT INTO outbox (n, v, blocks) VALUES (?1, ?2, ?3)")
             .and_then(|mut st| st.execute(params![n, sealed, sealed_blocks]))
             .map_err(|e| self.err(&e))?;
-        Ok(())
+        Ok(n)
     }
 
     /// Every queued item in order, with its blocks; `None` for an item queued by a version

@@ -141,7 +141,15 @@ impl Channel {
             return Err(Why::IntroductionNotInShuttle);
         }
         let me = ctx.me.party();
-        let both_members = self.state.member(&new).is_some() && self.state.member(&to).is_some();
+        let creator = self.state.creator;
+        // Between two members who are not the creator (who has a session with each) and not
+        // each other: anything else would make the creator seal to itself or hand a member
+        // its own invitation.
+        let both_members = self.state.member(&new).is_some()
+            && self.state.member(&to).is_some()
+            && new != to
+            && new != creator
+            && to != creator;
         let mut step = Step::none();
         if self.state.creator == me && sender == &new && both_members {
             // Pass it on: the two have no session yet, we have one with each.

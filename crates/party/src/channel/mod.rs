@@ -16,7 +16,7 @@ use backchannel_proto::identity::{Card, safety_number};
 use backchannel_proto::message::Kind;
 use serde::{Deserialize, Serialize};
 
-pub use hold::{Held, HeldMessages, MAX_HELD, MAX_HELD_CHANNELS};
+pub use hold::{Held, HeldMessages, MAX_HELD, MAX_HELD_BYTES, MAX_HELD_CHANNELS};
 pub use receive::{Incoming, Received, body_of, receive, receive_held};
 
 use crate::contacts::{Found, find};

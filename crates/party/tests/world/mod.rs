@@ -346,7 +346,7 @@ impl World {
     }
 
     pub fn ratify(&mut self, who: Who, ch: ChannelId, query: &str) -> Outcome<ProposalView> {
-        self.op(who, ch, |c, ctx, lookup, identity| c.docs.ratify(&c.state, ctx, lookup, identity, query))
+        self.op(who, ch, |c, ctx, _, identity| c.docs.ratify(&c.state, ctx, identity, query))
     }
 
     /// Puts a channel body from `from` to `to` on the wire, whatever `from`'s rules say (a

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use backchannel_wire::{QueueId, SecretHash};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{NewQueue, Purged, PutItem, PutResult};
 use crate::StoreError;
+use crate::notify::Committed;
 
 /// Most blocks one transaction takes on; bounds commit latency and memory.
 pub(crate) const MAX_COMMIT_WEIGHT: usize = 4096;
@@ -19,12 +21,37 @@ pub(crate) const QUEUE_DEPTH: usize = 8192;
 /// A write, as the writer applies it. Time comes in with the job so tests control expiry.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    Create { queue: NewQueue, now: u64 },
-    Put { items: Vec<PutItem>, quota: u32, now: u64 },
-    Ack { recv_id: QueueId, hash: SecretHash, seqs: Vec<u64>, now: u64 },
-    Touch { recv_id: QueueId, now: u64 },
-    Delete { recv_id: QueueId, hash: SecretHash },
-    Purge { cutoff: u64 },
+    Create {
+        queue: NewQueue,
+        now: u64,
+    },
+    Put {
+        items: Vec<PutItem>,
+        quota: u32,
+        now: u64,
+    },
+    Ack {
+        recv_id: QueueId,
+        hash: SecretHash,
+        seqs: Vec<u64>,
+        now: u64,
+    },
+    Touch {
+        recv_id: QueueId,
+        now: u64,
+    },
+    Delete {
+        recv_id: QueueId,
+        hash: SecretHash,
+    },
+    Purge {
+        cutoff: u64,
+    },
+    /// Records a deployment setting unless one is recorded; answers with the recorded value.
+    Setting {
+        name: &'static str,
+        value: String,
+    },
 }
 
 impl WriteOp {
@@ -47,6 +74,7 @@ pub(crate) enum WriteDone {
     Touched,
     Deleted,
     Purged(Purged),
+    Setting(String),
 }
 
 /// A write and the caller waiting for its answer.
@@ -157,9 +185,10 @@ pub(crate) struct QueueRow {
 #[derive(Debug)]
 pub(crate) struct NewBlock {
     pub queue_key: i64,
+    pub recv_id: QueueId,
     pub seq: u64,
     pub stored_at: u64,
-    pub block: Vec<u8>,
+    pub block: Bytes,
 }
 
 /// Queue rows loaded during one transaction (`None`: no such queue), and the blocks and row
@@ -169,6 +198,8 @@ pub(crate) struct NewBlock {
 pub(crate) struct PutPlan {
     pub rows: HashMap<QueueId, Option<QueueRow>>,
     pub blocks: Vec<NewBlock>,
+    /// Blocks written in this transaction, handed to followers once it commits.
+    pub written: Vec<Committed>,
 }
 
 impl PutPlan {
@@ -202,8 +233,18 @@ impl PutPlan {
         row.stored += 1;
         row.touched_at = row.touched_at.max(now);
         row.dirty = true;
-        self.blocks.push(NewBlock { queue_key: row.key, seq, stored_at: now, block: item.block });
+        let block = Bytes::from(item.block);
+        self.blocks.push(NewBlock { queue_key: row.key, recv_id: row.recv_id, seq, stored_at: now, block });
         PutResult::Stored { recv_id: row.recv_id, seq }
+    }
+
+    /// Records blocks just inserted, for the hand-off after the commit.
+    pub fn inserted(&mut self, blocks: Vec<NewBlock>) {
+        self.written.extend(blocks.into_iter().map(|b| Committed {
+            recv_id: b.recv_id,
+            seq: b.seq,
+            block: b.block,
+        }));
     }
 
     /// Rows changed since the last flush; the plan forgets all rows so later writes reload.

@@ -68,6 +68,9 @@ impl PutResult {
 pub struct Fetched {
     pub items: Vec<Delivered>,
     pub touched_at: u64,
+    /// The last seq the queue ever assigned, when the engine tells (PostgreSQL: nodes compare
+    /// it with what their followers have seen, to catch a wake-up lost with a node).
+    pub latest: Option<u64>,
 }
 
 /// What a purge removed.
@@ -124,6 +127,14 @@ impl AnyStore {
                 Ok(Self::Sqlite(SqliteStore::open(&data_dir.join("relay.db"), options).await?))
             }
             StoreSpec::Postgres(conn) => Ok(Self::Postgres(PostgresStore::open(conn, None).await?)),
+        }
+    }
+
+    /// The hand-off to this node's WebSocket followers, fed by the writer after each commit.
+    pub(crate) fn hub(&self) -> &std::sync::Arc<crate::notify::Hub> {
+        match self {
+            Self::Sqlite(s) => s.hub(),
+            Self::Postgres(p) => p.hub(),
         }
     }
 
@@ -202,6 +213,15 @@ impl AnyStore {
         }
     }
 
+    /// Records `value` for the deployment setting `name` unless it is recorded already, and
+    /// answers with the recorded value (the first node's).
+    pub async fn setting(&self, name: &'static str, value: String) -> Result<String, StoreError> {
+        match self.writer().submit(WriteOp::Setting { name, value }).await? {
+            WriteDone::Setting(v) => Ok(v),
+            other => Err(mismatch(&other)),
+        }
+    }
+
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         match self {
             Self::Sqlite(s) => s.stats().await,
@@ -217,6 +237,15 @@ impl AnyStore {
         }
     }
 
+    /// The last seq each of `ids` ever assigned, for engines shared by several nodes
+    /// (`None` for SQLite, whose one node hands over everything it commits).
+    pub async fn latest_seqs(&self, ids: &[QueueId]) -> Result<Option<Vec<(QueueId, u64)>>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(p) => p.latest_seqs(ids).await.map(Some),
+        }
+    }
+
     /// Wake-ups for blocks committed by any relay node sharing this store, or `None` when the
     /// engine serves one node only (SQLite), whose own sends wake its followers directly.
     pub fn wakes(&self) -> Option<tokio::sync::mpsc::Receiver<Wake>> {
@@ -224,6 +253,11 @@ impl AnyStore {
             Self::Sqlite(_) => None,
             Self::Postgres(p) => Some(p.wakes()),
         }
+    }
+
+    /// True when other nodes may write to this store (PostgreSQL).
+    pub fn wakes_are_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
     }
 
     /// Finishes pending writes and closes the engine; later calls fail with `Closed`.

@@ -1,10 +1,18 @@
 //! The PostgreSQL engine, for deployments with several relay nodes on one database. Same
 //! schema and same group commit as SQLite: one writer task owns a connection and applies
 //! each drained batch in one transaction, with array (`UNNEST`) statements so a batch of
-//! blocks costs a few round trips, not one per block. Fetches use a second connection.
-//! Queue rows are locked `FOR UPDATE` while a batch assigns their seqs, so nodes sharing a
-//! database never hand out the same seq twice.
+//! blocks costs a few round trips, not one per block; acknowledgements of many queues in one
+//! batch are one round trip each for load, delete and update. Fetches use their own
+//! connections (one query each). Queue rows are locked `FOR UPDATE` while a batch assigns
+//! their seqs, so nodes sharing a database never hand out the same seq twice.
+//!
+//! Followers on this node get committed blocks from the writer, in memory. Other nodes learn
+//! that a queue has news from a `NOTIFY`, sent after the commit (never inside the data
+//! transaction: a notifying transaction takes a database-wide lock at commit) by a separate
+//! task that coalesces: at most one notification every few milliseconds, listing the queues
+//! (`announce.rs`). It is a signal only; the data stays in the tables.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,13 +26,23 @@ use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement, Transactio
 use super::batch::{Batch, Command, Job, PutPlan, QueueRow, WriteDone, WriteOp, WriterHandle};
 use super::{Fetched, NewQueue, Purged, PutItem, StoreStats, Wake, fixed, to_i64, to_u64, unix_now};
 use crate::config::redact_password;
+use crate::notify::{Committed, Hub};
 use crate::{RelayError, StoreError};
+use announce::Announcer;
 
+mod announce;
 mod listen;
+mod vacuum;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_settings.sql")),
+];
 /// Serialises migrations when several relay nodes start at once.
 const MIGRATION_LOCK: i64 = 0x6263_7265_6c61_7900;
+/// Read connections: PostgreSQL runs each connection's queries one after another, so two let
+/// fetches proceed while another waits for the disk.
+const READERS: usize = 2;
 
 /// A relay store in a PostgreSQL database.
 #[derive(Clone)]
@@ -34,8 +52,11 @@ pub struct PostgresStore {
 
 struct Inner {
     writer: WriterHandle,
+    hub: Arc<Hub>,
     target: Target,
-    reader: Mutex<Option<Arc<Reader>>>,
+    /// Read connections, used in turn.
+    readers: Vec<Mutex<Option<Arc<Reader>>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -85,15 +106,25 @@ impl PostgresStore {
             |e: StoreError| RelayError::OpenStore { location: target.shown.clone(), reason: e.to_string() };
         migrate(&mut client).await.map_err(failed)?;
         target.wake_channel = wake_channel(&client).await.map_err(failed)?;
-        let writer_conn = WriterConn::new(client, &target.wake_channel).await.map_err(failed)?;
-        let reader = Reader::connect(&target).await.map_err(unreachable)?;
+        let writer_conn = WriterConn::new(client).await.map_err(failed)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Reader::connect(&target).await.map_err(unreachable)?;
+            readers.push(Mutex::new(Some(Arc::new(reader))));
+        }
         let (writer, rx) = WriterHandle::new();
-        let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx));
+        let hub = Arc::new(Hub::default());
+        let announcer = Announcer::spawn(target.clone());
+        let deleted = vacuum::spawn(target.clone());
+        let after_commit = AfterCommit { hub: Arc::clone(&hub), announcer, deleted };
+        let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx, after_commit));
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
+                hub,
                 target,
-                reader: Mutex::new(Some(Arc::new(reader))),
+                readers,
+                next_reader: std::sync::atomic::AtomicUsize::new(0),
                 task: Mutex::new(Some(task)),
             }),
         })
@@ -103,9 +134,14 @@ impl PostgresStore {
         &self.inner.writer
     }
 
-    /// The shared read connection, reconnected if the server dropped it.
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// The next read connection, reconnected if the server dropped it.
     async fn reader(&self) -> Result<Arc<Reader>, StoreError> {
-        let mut slot = self.inner.reader.lock().await;
+        let i = self.inner.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % READERS;
+        let mut slot = self.inner.readers[i].lock().await;
         match slot.as_ref() {
             Some(reader) if !reader.client.is_closed() => Ok(Arc::clone(reader)),
             Some(_) => {
@@ -125,11 +161,38 @@ impl PostgresStore {
         max: usize,
     ) -> Result<Fetched, StoreError> {
         let reader = self.reader().await?;
-        let (key, touched_at) = authorize(&reader.client, &reader.authorize, recv_id, hash).await?;
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows = reader.client.query(&reader.fetch, &[&key, &to_i64(after), &limit]).await?;
-        let items = rows.iter().map(|r| Delivered { seq: to_u64(r.get(0)), block: r.get(1) }).collect();
-        Ok(Fetched { items, touched_at })
+        // One round trip: the queue row (to check the capability) and its blocks.
+        let rows =
+            reader.client.query(&reader.fetch, &[&recv_id.0.as_slice(), &to_i64(after), &limit]).await?;
+        let Some(first) = rows.first() else { return Err(StoreError::NotAuthorized) };
+        let stored: &[u8] = first.get(0);
+        if SecretHash(fixed(stored)?) != hash {
+            return Err(StoreError::NotAuthorized);
+        }
+        let touched_at = to_u64(first.get(1));
+        let latest = Some(to_u64(first.get::<_, i64>(4)).saturating_sub(1));
+        let items = rows
+            .iter()
+            .filter_map(|r| {
+                Some(Delivered {
+                    seq: to_u64(r.get::<_, Option<i64>>(2)?),
+                    block: r.get::<_, Option<Vec<u8>>>(3)?,
+                })
+            })
+            .collect();
+        Ok(Fetched { items, touched_at, latest })
+    }
+
+    /// The last seq each queue assigned (queues that no longer exist are left out).
+    pub(crate) async fn latest_seqs(&self, ids: &[QueueId]) -> Result<Vec<(QueueId, u64)>, StoreError> {
+        let reader = self.reader().await?;
+        let raw: Vec<&[u8]> = ids.iter().map(|id| id.0.as_slice()).collect();
+        let rows = reader
+            .client
+            .query("SELECT recv_id, next_seq - 1 FROM queues WHERE recv_id = ANY($1)", &[&raw])
+            .await?;
+        rows.iter().map(|r| Ok((QueueId(fixed(r.get::<_, &[u8]>(0))?), to_u64(r.get(1))))).collect()
     }
 
     pub(crate) async fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -161,7 +224,9 @@ impl PostgresStore {
         if let Some(task) = self.inner.task.lock().await.take() {
             let _ = task.await;
         }
-        self.inner.reader.lock().await.take();
+        for reader in &self.inner.readers {
+            reader.lock().await.take();
+        }
     }
 }
 
@@ -229,21 +294,24 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The read connection and its prepared statements.
+/// A read connection and its prepared statement.
 struct Reader {
     client: Client,
-    authorize: Statement,
     fetch: Statement,
 }
 
 impl Reader {
     async fn connect(target: &Target) -> Result<Self, StoreError> {
         let client = target.connect().await?;
-        let authorize = client.prepare(AUTHORIZE).await?;
         let fetch = client
-            .prepare("SELECT seq, data FROM blocks WHERE queue = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .prepare(
+                "SELECT q.recv_hash, q.touched_at, b.seq, b.data, q.next_seq FROM queues q
+                 LEFT JOIN LATERAL (SELECT seq, data FROM blocks WHERE queue = q.id AND seq > $2
+                                    ORDER BY seq LIMIT $3) b ON true
+                 WHERE q.recv_id = $1 ORDER BY b.seq",
+            )
             .await?;
-        Ok(Self { client, authorize, fetch })
+        Ok(Self { client, fetch })
     }
 }
 
@@ -277,14 +345,14 @@ struct Statements {
     insert: Statement,
     update: Statement,
     authorize: Statement,
-    ack_delete: Statement,
-    ack_update: Statement,
     touch: Statement,
-    notify: Statement,
+    ack_load: Statement,
+    ack_delete_many: Statement,
+    ack_update_many: Statement,
 }
 
 impl WriterConn {
-    async fn new(client: Client, wake_channel: &str) -> Result<Self, StoreError> {
+    async fn new(client: Client) -> Result<Self, StoreError> {
         let s = Statements {
             create: client
                 .prepare(
@@ -313,15 +381,23 @@ impl WriterConn {
                 )
                 .await?,
             authorize: client.prepare(&format!("{AUTHORIZE} FOR UPDATE")).await?,
-            ack_delete: client.prepare("DELETE FROM blocks WHERE queue = $1 AND seq = ANY($2)").await?,
-            ack_update: client
-                .prepare("UPDATE queues SET stored = stored - $1, touched_at = GREATEST(touched_at, $2) WHERE id = $3")
-                .await?,
             touch: client
                 .prepare("UPDATE queues SET touched_at = GREATEST(touched_at, $1) WHERE recv_id = $2")
                 .await?,
-            notify: client
-                .prepare(&format!("SELECT pg_notify('{wake_channel}', id) FROM unnest($1::text[]) AS id"))
+            ack_load: client
+                .prepare("SELECT id, recv_id, recv_hash FROM queues WHERE recv_id = ANY($1) ORDER BY id FOR UPDATE")
+                .await?,
+            ack_delete_many: client
+                .prepare(
+                    "DELETE FROM blocks b USING UNNEST($1::int8[], $2::int8[]) AS a(queue, seq)
+                     WHERE b.queue = a.queue AND b.seq = a.seq RETURNING b.queue, b.seq",
+                )
+                .await?,
+            ack_update_many: client
+                .prepare(
+                    "UPDATE queues AS q SET stored = q.stored - u.n, touched_at = GREATEST(q.touched_at, u.now)
+                     FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS u(id, n, now) WHERE q.id = u.id",
+                )
                 .await?,
         };
         Ok(Self { client, s })
@@ -330,7 +406,36 @@ impl WriterConn {
 
 /// The writer task: take everything pending, apply it in one transaction, commit, answer.
 /// A lost connection fails the batch in hand, then the next batch reconnects.
-async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receiver<Command>) {
+/// What the writer tells after each commit: this node's followers (the blocks), the other
+/// nodes (which queues), the vacuum task (how many rows went).
+struct AfterCommit {
+    hub: Arc<Hub>,
+    announcer: Announcer,
+    deleted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AfterCommit {
+    fn committed(&self, written: &[Committed], jobs: &[Job], results: &[Result<WriteDone, StoreError>]) {
+        self.hub.committed(written);
+        self.announcer.announce(news(written, jobs));
+        let gone: u64 = results
+            .iter()
+            .map(|r| match r {
+                Ok(WriteDone::Acked(n)) => *n,
+                Ok(WriteDone::Purged(p)) => p.blocks,
+                _ => 0,
+            })
+            .sum();
+        self.deleted.fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn writer_task(
+    mut conn: WriterConn,
+    target: Target,
+    mut rx: mpsc::Receiver<Command>,
+    after: AfterCommit,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::drain(first, &mut rx);
         if !batch.jobs.is_empty() {
@@ -340,7 +445,11 @@ async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receive
                     Err(err) => tracing::warn!(error = %err, "PostgreSQL writer cannot reconnect"),
                 }
             }
-            let results = apply(&mut conn, &mut batch.jobs).await;
+            let mut written = Vec::new();
+            let results = apply(&mut conn, &mut batch.jobs, &mut written).await;
+            if let Ok(results) = &results {
+                after.committed(&written, &batch.jobs, results);
+            }
             Batch::answer(batch.jobs, results);
         }
         if let Some(done) = batch.close {
@@ -351,19 +460,41 @@ async fn writer_task(mut conn: WriterConn, target: Target, mut rx: mpsc::Receive
 }
 
 async fn reconnect(target: &Target) -> Result<WriterConn, StoreError> {
-    WriterConn::new(target.connect().await?, &target.wake_channel).await
+    WriterConn::new(target.connect().await?).await
+}
+
+/// The receive queues a committed batch changed for followers: those that got blocks, and
+/// those deleted.
+fn news(written: &[Committed], jobs: &[Job]) -> Vec<QueueId> {
+    let mut ids: Vec<QueueId> = written.iter().map(|c| c.recv_id).collect();
+    ids.extend(jobs.iter().filter_map(|j| match j.op {
+        WriteOp::Delete { recv_id, .. } => Some(recv_id),
+        _ => None,
+    }));
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;
 
 /// Applies a batch in one transaction; see the SQLite engine for the error policy.
-async fn apply(conn: &mut WriterConn, jobs: &mut [Job]) -> Results {
+async fn apply(conn: &mut WriterConn, jobs: &mut [Job], written: &mut Vec<Committed>) -> Results {
     let s = &conn.s;
     let tx = conn.client.transaction().await?;
     let mut results = Vec::with_capacity(jobs.len());
     let mut plan = PutPlan::default();
-    for job in jobs.iter_mut() {
-        let result = match &mut job.op {
+    let mut i = 0;
+    while i < jobs.len() {
+        // Consecutive acknowledgements go together: three statements for all of them.
+        let acks = jobs[i..].iter().take_while(|j| matches!(j.op, WriteOp::Ack { .. })).count();
+        if acks > 0 {
+            flush(&tx, s, &mut plan).await?;
+            results.extend(ack_many(&tx, s, &jobs[i..i + acks]).await?);
+            i += acks;
+            continue;
+        }
+        let result = match &mut jobs[i].op {
             WriteOp::Put { items, quota, now } => {
                 put(&tx, s, &mut plan, std::mem::take(items), *quota, *now).await
             }
@@ -376,9 +507,11 @@ async fn apply(conn: &mut WriterConn, jobs: &mut [Job]) -> Results {
             Err(err) if !err.is_per_request() => return Err(err),
             result => results.push(result),
         }
+        i += 1;
     }
     flush(&tx, s, &mut plan).await?;
     tx.commit().await?;
+    *written = plan.written;
     Ok(results)
 }
 
@@ -389,15 +522,24 @@ async fn apply_other(
 ) -> Result<WriteDone, StoreError> {
     match op {
         WriteOp::Create { queue, now } => create(tx, s, queue, *now).await,
-        WriteOp::Ack { recv_id, hash, seqs, now } => ack(tx, s, *recv_id, *hash, seqs, *now).await,
         WriteOp::Touch { recv_id, now } => {
             tx.execute(&s.touch, &[&to_i64(*now), &recv_id.0.as_slice()]).await?;
             Ok(WriteDone::Touched)
         }
         WriteOp::Delete { recv_id, hash } => delete(tx, s, *recv_id, *hash).await,
         WriteOp::Purge { cutoff } => purge(tx, *cutoff).await,
-        WriteOp::Put { .. } => {
-            Err(StoreError::Backend { engine: "PostgreSQL", message: "misrouted put".into() })
+        WriteOp::Setting { name, value } => {
+            let name: &str = name;
+            tx.execute(
+                "INSERT INTO relay_settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value.as_str()],
+            )
+            .await?;
+            let held = tx.query_one("SELECT value FROM relay_settings WHERE name = $1", &[&name]).await?;
+            Ok(WriteDone::Setting(held.get(0)))
+        }
+        WriteOp::Put { .. } | WriteOp::Ack { .. } => {
+            Err(StoreError::Backend { engine: "PostgreSQL", message: "misrouted write".into() })
         }
     }
 }
@@ -457,8 +599,9 @@ async fn flush(tx: &Transaction<'_>, s: &Statements, plan: &mut PutPlan) -> Resu
         let queues: Vec<i64> = blocks.iter().map(|b| b.queue_key).collect();
         let seqs: Vec<i64> = blocks.iter().map(|b| to_i64(b.seq)).collect();
         let times: Vec<i64> = blocks.iter().map(|b| to_i64(b.stored_at)).collect();
-        let data: Vec<&[u8]> = blocks.iter().map(|b| b.block.as_slice()).collect();
+        let data: Vec<&[u8]> = blocks.iter().map(|b| b.block.as_ref()).collect();
         tx.execute(&s.insert, &[&queues, &seqs, &times, &data]).await?;
+        plan.inserted(blocks);
     }
     if !rows.is_empty() {
         let keys: Vec<i64> = rows.iter().map(|r| r.key).collect();
@@ -466,26 +609,75 @@ async fn flush(tx: &Transaction<'_>, s: &Statements, plan: &mut PutPlan) -> Resu
         let stored: Vec<i64> = rows.iter().map(|r| to_i64(r.stored)).collect();
         let touched: Vec<i64> = rows.iter().map(|r| to_i64(r.touched_at)).collect();
         tx.execute(&s.update, &[&keys, &next, &stored, &touched]).await?;
-        // Delivered at commit, and only if it commits: other nodes wake their followers.
-        let woken: Vec<String> = rows.iter().map(|r| r.recv_id.to_hex()).collect();
-        tx.execute(&s.notify, &[&woken]).await?;
     }
     Ok(())
 }
 
-async fn ack(
+/// Acknowledgements of several jobs: lock and check every queue named, delete every
+/// authorised (queue, seq) pair at once, fix the counters at once. One result per job.
+async fn ack_many(
     tx: &Transaction<'_>,
     s: &Statements,
-    recv_id: QueueId,
-    hash: SecretHash,
-    seqs: &[u64],
-    now: u64,
-) -> Result<WriteDone, StoreError> {
-    let (key, _) = authorize(tx, &s.authorize, recv_id, hash).await?;
-    let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
-    let deleted = tx.execute(&s.ack_delete, &[&key, &seqs]).await?;
-    tx.execute(&s.ack_update, &[&to_i64(deleted), &to_i64(now), &key]).await?;
-    Ok(WriteDone::Acked(deleted))
+    jobs: &[Job],
+) -> Result<Vec<Result<WriteDone, StoreError>>, StoreError> {
+    let mut ids: Vec<&[u8]> = jobs
+        .iter()
+        .filter_map(|j| match &j.op {
+            WriteOp::Ack { recv_id, .. } => Some(recv_id.0.as_slice()),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows: HashMap<QueueId, (i64, SecretHash)> = HashMap::new();
+    for row in tx.query(&s.ack_load, &[&ids]).await? {
+        let recv_id = QueueId(fixed(row.get::<_, &[u8]>(1))?);
+        rows.insert(recv_id, (row.get(0), SecretHash(fixed(row.get::<_, &[u8]>(2))?)));
+    }
+    let (mut queues, mut seqs, mut keys) = (Vec::new(), Vec::new(), Vec::with_capacity(jobs.len()));
+    for job in jobs {
+        let WriteOp::Ack { recv_id, hash, seqs: wanted, .. } = &job.op else { continue };
+        let key = rows.get(recv_id).filter(|(_, stored)| stored == hash).map(|(key, _)| *key);
+        if let Some(key) = key {
+            queues.extend(std::iter::repeat_n(key, wanted.len()));
+            seqs.extend(wanted.iter().map(|s| to_i64(*s)));
+        }
+        keys.push(key);
+    }
+    let mut deleted: HashMap<i64, i64> = HashMap::new();
+    let mut gone: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+    if !queues.is_empty() {
+        for row in tx.query(&s.ack_delete_many, &[&queues, &seqs]).await? {
+            *deleted.entry(row.get(0)).or_default() += 1;
+            gone.insert((row.get(0), row.get(1)));
+        }
+    }
+    let now = jobs
+        .iter()
+        .filter_map(|j| match j.op {
+            WriteOp::Ack { now, .. } => Some(now),
+            _ => None,
+        })
+        .max();
+    let mut authorised: Vec<i64> = keys.iter().flatten().copied().collect();
+    authorised.sort_unstable();
+    authorised.dedup();
+    if !authorised.is_empty() {
+        let counts: Vec<i64> = authorised.iter().map(|k| deleted.get(k).copied().unwrap_or(0)).collect();
+        let nows = vec![to_i64(now.unwrap_or(0)); authorised.len()];
+        tx.execute(&s.ack_update_many, &[&authorised, &counts, &nows]).await?;
+    }
+    // Each job is told how many of its seqs were deleted (a seq listed twice counts once).
+    Ok(jobs
+        .iter()
+        .zip(keys)
+        .map(|(job, key)| {
+            let key = key.ok_or(StoreError::NotAuthorized)?;
+            let WriteOp::Ack { seqs: wanted, .. } = &job.op else { return Ok(WriteDone::Acked(0)) };
+            let mine = wanted.iter().filter(|seq| gone.remove(&(key, to_i64(**seq)))).count();
+            Ok(WriteDone::Acked(mine as u64))
+        })
+        .collect())
 }
 
 async fn delete(
@@ -497,7 +689,6 @@ async fn delete(
     let (key, _) = authorize(tx, &s.authorize, recv_id, hash).await?;
     tx.execute("DELETE FROM blocks WHERE queue = $1", &[&key]).await?;
     tx.execute("DELETE FROM queues WHERE id = $1", &[&key]).await?;
-    tx.execute(&s.notify, &[&vec![recv_id.to_hex()]]).await?;
     Ok(WriteDone::Deleted)
 }
 

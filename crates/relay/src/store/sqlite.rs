@@ -15,10 +15,14 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::batch::{Batch, Command, Job, PutPlan, QueueRow, WriteDone, WriteOp, WriterHandle};
 use super::{Fetched, NewQueue, Purged, PutItem, StoreOptions, StoreStats, fixed, to_i64, to_u64, unix_now};
+use crate::notify::{Committed, Hub};
 use crate::{RelayError, StoreError};
 
 /// Schema migrations, applied in order once each and recorded in `schema_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_settings.sql")),
+];
 /// Read-only connections; more than the cores would only contend.
 const READERS: usize = 2;
 
@@ -30,6 +34,7 @@ pub struct SqliteStore {
 
 struct Inner {
     writer: WriterHandle,
+    hub: Arc<Hub>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -56,6 +61,10 @@ impl SqliteStore {
 
     pub(crate) fn writer(&self) -> &WriterHandle {
         &self.inner.writer
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
     }
 
     pub(crate) async fn fetch(
@@ -127,9 +136,11 @@ fn open_blocking(path: &Path, options: StoreOptions) -> Result<SqliteStore, Stor
     migrate(&mut conn)?;
     let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>, _>>()?;
     let (writer, rx) = WriterHandle::new();
+    let hub = Arc::new(Hub::default());
+    let thread_hub = Arc::clone(&hub);
     let thread = std::thread::Builder::new()
         .name("relay-sqlite-writer".into())
-        .spawn(move || writer_loop(conn, rx))
+        .spawn(move || writer_loop(conn, rx, thread_hub))
         .map_err(|e| StoreError::Backend {
             engine: "SQLite",
             message: format!("cannot start writer: {e}"),
@@ -137,6 +148,7 @@ fn open_blocking(path: &Path, options: StoreOptions) -> Result<SqliteStore, Stor
     Ok(SqliteStore {
         inner: Arc::new(Inner {
             writer,
+            hub,
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(READERS),
             thread: Mutex::new(Some(thread)),
@@ -203,11 +215,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// The writer thread: take everything pending, apply it in one transaction, commit, answer.
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Command>, hub: Arc<Hub>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::drain(first, &mut rx);
         if !batch.jobs.is_empty() {
-            let results = apply(&mut conn, &mut batch.jobs);
+            let mut written = Vec::new();
+            let results = apply(&mut conn, &mut batch.jobs, &mut written);
+            hub.committed(&written);
             Batch::answer(batch.jobs, results);
         }
         if let Some(done) = batch.close {
@@ -230,7 +244,7 @@ type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;
 
 /// Applies a batch in one transaction. A per-request error (wrong secret) answers that job
 /// only; any other error rolls everything back and fails every job of the batch.
-fn apply(conn: &mut Connection, jobs: &mut [Job]) -> Results {
+fn apply(conn: &mut Connection, jobs: &mut [Job], written: &mut Vec<Committed>) -> Results {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     let mut plan = PutPlan::default();
@@ -246,6 +260,7 @@ fn apply(conn: &mut Connection, jobs: &mut [Job]) -> Results {
     }
     flush(&tx, &mut plan)?;
     tx.commit()?;
+    *written = plan.written;
     Ok(results)
 }
 
@@ -256,6 +271,16 @@ fn apply_other(tx: &Connection, op: &mut WriteOp) -> Result<WriteDone, StoreErro
         WriteOp::Touch { recv_id, now } => touch(tx, *recv_id, *now),
         WriteOp::Delete { recv_id, hash } => delete(tx, *recv_id, *hash),
         WriteOp::Purge { cutoff } => purge(tx, *cutoff),
+        WriteOp::Setting { name, value } => {
+            let (name, value): (&str, &str) = (name, value);
+            tx.execute(
+                "INSERT INTO relay_settings (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![name, value],
+            )?;
+            let held =
+                tx.query_row("SELECT value FROM relay_settings WHERE name = ?1", [name], |r| r.get(0))?;
+            Ok(WriteDone::Setting(held))
+        }
         WriteOp::Put { .. } => Err(StoreError::Backend { engine: "SQLite", message: "misrouted put".into() }),
     }
 }
@@ -318,8 +343,9 @@ fn flush(tx: &Connection, plan: &mut PutPlan) -> Result<(), StoreError> {
         let mut insert =
             tx.prepare_cached("INSERT INTO blocks (queue, seq, stored_at, data) VALUES (?1, ?2, ?3, ?4)")?;
         for b in &blocks {
-            insert.execute(params![b.queue_key, to_i64(b.seq), to_i64(b.stored_at), b.block])?;
+            insert.execute(params![b.queue_key, to_i64(b.seq), to_i64(b.stored_at), b.block.as_ref()])?;
         }
+        plan.inserted(blocks);
     }
     let mut update = tx.prepare_cached(
         "UPDATE queues SET next_seq = ?1, stored = ?2, touched_at = max(touched_at, ?3) WHERE id = ?4",
@@ -416,7 +442,7 @@ fn fetch(
             Ok(Delivered { seq: to_u64(r.get(0)?), block: r.get(1)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Fetched { items, touched_at })
+    Ok(Fetched { items, touched_at, latest: None })
 }
 
 fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {

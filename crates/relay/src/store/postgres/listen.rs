@@ -15,7 +15,7 @@ use crate::StoreError;
 use crate::store::Wake;
 
 /// The notification channel (suffixed per schema, see `postgres::wake_channel`); the payload is
-/// a receive queue id in hex.
+/// a comma-separated list of receive queue ids in hex, or `*` for all (`announce.rs`).
 pub(super) const CHANNEL: &str = "backchannel_blocks";
 const WAKES_DEPTH: usize = 1024;
 
@@ -76,16 +76,37 @@ async fn forward(
             msg = messages.recv() => msg,
             () = tx.closed() => return Ok(()),
         };
-        let wake = match msg {
-            Some(Ok(AsyncMessage::Notification(n))) => QueueId::from_hex(n.payload()).ok().map(Wake::Queue),
-            Some(Ok(_)) => None,
+        let wakes = match msg {
+            Some(Ok(AsyncMessage::Notification(n))) => parse(n.payload()),
+            Some(Ok(_)) => Vec::new(),
             Some(Err(err)) => return Err(err.into()),
             None => return Err(StoreError::Unreachable("the listening connection closed".into())),
         };
-        if let Some(wake) = wake
-            && tx.send(wake).await.is_err()
-        {
-            return Ok(());
+        for wake in wakes {
+            if tx.send(wake).await.is_err() {
+                return Ok(());
+            }
         }
+    }
+}
+
+/// A notification's payload as wake-ups; ids that do not parse are ignored.
+fn parse(payload: &str) -> Vec<Wake> {
+    if payload == "*" {
+        return vec![Wake::All];
+    }
+    payload.split(',').filter_map(|id| QueueId::from_hex(id).ok()).map(Wake::Queue).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_queues_or_all() {
+        let (a, b) = (QueueId([1; 16]), QueueId([2; 16]));
+        assert_eq!(parse(&format!("{a},{b}")), vec![Wake::Queue(a), Wake::Queue(b)]);
+        assert_eq!(parse("*"), vec![Wake::All]);
+        assert_eq!(parse("junk,"), Vec::new());
     }
 }

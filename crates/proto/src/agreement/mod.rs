@@ -1,7 +1,10 @@
-//! Ratification: a proposal's text is fixed by its SHA-256, and each signatory signs it with
-//! its seal in SSH signature format (SSHSIG, namespace [`NAMESPACE`]). SSHSIG is used so that
-//! anyone can check an exported agreement with `ssh-keygen -Y verify` and no Backchannel code;
-//! the encoding and the Ed25519 arithmetic are the `ssh-key` crate's, never ours.
+//! Ratification: a proposal's text is fixed by its SHA-256, and each signatory signs a
+//! [`Statement`] about it (channel, text hash, title, required sides, its own name, side and
+//! identity key, date) with its seal in SSH signature format (SSHSIG, namespace [`NAMESPACE`]).
+//! SSHSIG is used so that anyone can check an exported agreement with `ssh-keygen -Y verify` and
+//! no Backchannel code; the encoding is the `ssh-key` crate's and the Ed25519 arithmetic
+//! ed25519-dalek's strict verification, never ours. Weak (small-order) and non-canonical seal
+//! keys are refused everywhere: in cards, when signing, verifying and exporting.
 //!
 //! The export is a folder (see [`Agreement::files`]); this module builds and checks its bytes,
 //! and the caller reads and writes the files, so the core stays free of I/O.
@@ -9,18 +12,29 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use backchannel_wire::hex_encode;
 use serde::{Deserialize, Serialize};
-use ssh_key::private::Ed25519Keypair;
-use ssh_key::public::{Ed25519PublicKey, KeyData};
-use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+use ssh_key::{HashAlg, PublicKey};
 
 use crate::crypto::sha256;
-use crate::identity::{Identity, validate_label};
+use crate::identity::{Card, Identity, SealKeyProblem, check_seal_key, validate_label};
+use crate::message::ChannelId;
 
-/// The SSHSIG namespace: a seal's signature made for anything else can never pass as a ratification.
-pub const NAMESPACE: &str = "backchannel-agreement";
-/// The manifest's format tag; a reader refuses any other, rather than guess at a newer layout.
-pub const FORMAT: &str = "backchannel-agreement/1";
+mod ratification;
+mod seal;
+mod statement;
+
+pub use ratification::{ProposalRef, Ratified};
+pub use seal::{
+    NAMESPACE, POSSESSION_NAMESPACE, possession_message, prove_possession, sign_statement, verify_possession,
+    verify_signature, verify_statement,
+};
+use seal::{ed25519_key_data, parse_signature};
+pub use statement::{MAX_STATEMENT, STATEMENT_FORMAT, Statement};
+
+/// The manifest's format tag; a reader refuses any other, rather than guess at another layout.
+/// Version 2: every signatory signs a statement (version 1 signed the bare text).
+pub const FORMAT: &str = "backchannel-agreement/2";
 /// File names in an export folder.
 pub const TEXT_FILE: &str = "agreement.txt";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -38,17 +52,31 @@ const MAX_NAME: usize = 128;
 /// Longest slug taken from one name or side, so principals stay readable.
 const MAX_SLUG: usize = 32;
 
+/// A signatory's statement file in an export: `PRINCIPAL.statement`, the bytes its `.sig` signs.
+pub fn statement_file(principal: &str) -> String {
+    format!("{principal}.statement")
+}
+
+/// A signatory's signature file in an export: `PRINCIPAL.sig`.
+pub fn signature_file(principal: &str) -> String {
+    format!("{principal}.sig")
+}
+
 /// Why one signature does not check out; phrased to follow "the signature" or "Bao's signature".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
     #[error("is not a valid SSH signature ({0})")]
     Malformed(String),
-    #[error("is for namespace {0:?}, not \"backchannel-agreement\": it was made for another purpose")]
+    #[error("is for namespace {0:?}, not the one expected: it was made for another purpose")]
     WrongNamespace(String),
     #[error("was made by another key")]
     OtherKey,
-    #[error("does not match the text: the text or the signature was changed")]
+    #[error("does not match what it should sign: the statement or the signature was changed")]
     TextMismatch,
+    /// The key itself is refused (weak, not canonical, not a point): nothing under it counts.
+    #[error("is under a refused key: {0}")]
+    WeakKey(SealKeyProblem),
 }
 
 /// What can be wrong with an agreement or its export, as a sentence for the person checking it.
@@ -60,6 +88,10 @@ pub enum AgreementError {
     /// One signatory's signature fails; `problem` says how.
     #[error("{name}'s signature (side {side}) {problem}")]
     Signatory { name: String, side: String, problem: String },
+    /// A signatory's seal key is weak, not canonical or not a point: the agreement is refused
+    /// whatever its signatures say (under a weak key one signature fits every text).
+    #[error("{name}'s seal key (side {side}) {key} is refused: {problem}")]
+    RefusedKey { name: String, side: String, key: String, problem: SealKeyProblem },
     #[error("the text was changed after signing (sha256 {actual}, expected {expected})")]
     TextChanged { actual: String, expected: String },
     #[error("side {0} has not signed")]
@@ -69,6 +101,9 @@ pub enum AgreementError {
     Export(String),
     #[error("the manifest and allowed_signers disagree: {0}")]
     Disagreement(String),
+    /// The manifest says something the signatories did not sign.
+    #[error("the manifest does not say what was signed: {0}")]
+    Unsigned(String),
     /// The agreement itself breaks a rule (a bad label, too many signatories, a shared key).
     #[error("invalid agreement: {0}")]
     Invalid(String),
@@ -78,37 +113,9 @@ pub enum AgreementError {
 
 pub type Result<T, E = AgreementError> = std::result::Result<T, E>;
 
-/// sha256 of the text: fixes a proposal, so every signatory signs the same bytes.
+/// sha256 of the text: fixes a proposal, so every signatory signs about the same bytes.
 pub fn text_hash(text: &[u8]) -> [u8; 32] {
     sha256(&[text])
-}
-
-/// Signs `text` with the identity's seal; returns the armored SSHSIG
-/// ("-----BEGIN SSH SIGNATURE-----..."). SHA-512 prehash, as `ssh-keygen -Y sign` does.
-pub fn ratify(identity: &Identity, text: &[u8]) -> Result<String> {
-    let key = PrivateKey::from(Ed25519Keypair::from_seed(identity.dangerous_seal_secret()));
-    let sig = key.sign(NAMESPACE, HashAlg::Sha512, text).map_err(|e| AgreementError::Sign(e.to_string()))?;
-    sig.to_pem(LineEnding::LF).map_err(|e| AgreementError::Sign(e.to_string()))
-}
-
-/// Checks an armored signature over `text` by `seal_key` in [`NAMESPACE`]. The checks run in
-/// the order that gives the most useful error: format, namespace, key, then the text.
-pub fn verify_signature(seal_key: &[u8; 32], text: &[u8], armored: &str) -> Result<()> {
-    let sig = parse_signature(armored)?;
-    if sig.namespace() != NAMESPACE {
-        return Err(SignatureError::WrongNamespace(shorten(sig.namespace())).into());
-    }
-    if sig.public_key() != &ed25519_key_data(seal_key) {
-        return Err(SignatureError::OtherKey.into());
-    }
-    let public = PublicKey::from(ed25519_key_data(seal_key));
-    public.verify(NAMESPACE, text, &sig).map_err(|e| match e {
-        ssh_key::Error::Signature => SignatureError::TextMismatch.into(),
-        ssh_key::Error::Crypto => {
-            SignatureError::Malformed("its key is not a valid Ed25519 key".into()).into()
-        }
-        other => SignatureError::Malformed(other.to_string()).into(),
-    })
 }
 
 /// The OpenSSH public key line for a seal key: "ssh-ed25519 AAAA... comment". The comment may
@@ -122,50 +129,33 @@ pub fn seal_public_key_openssh(seal_key: &[u8; 32], comment: &str) -> Result<Str
         .map_err(|e| AgreementError::Invalid(format!("cannot encode a seal key: {e}")))
 }
 
-fn ed25519_key_data(seal_key: &[u8; 32]) -> KeyData {
-    KeyData::Ed25519(Ed25519PublicKey(*seal_key))
-}
-
-fn parse_signature(armored: &str) -> Result<SshSig> {
-    if armored.len() > MAX_SIGNATURE {
-        return Err(SignatureError::Malformed(format!("longer than {MAX_SIGNATURE} bytes")).into());
-    }
-    SshSig::from_pem(armored).map_err(|e| SignatureError::Malformed(e.to_string()).into())
-}
-
 /// Parses "ssh-ed25519 AAAA... [comment]" into the raw key; other key types are refused.
 fn parse_ed25519_line(line: &str) -> Option<[u8; 32]> {
     match PublicKey::from_openssh(line).ok()?.key_data() {
-        KeyData::Ed25519(key) => Some(key.0),
+        ssh_key::public::KeyData::Ed25519(key) => Some(key.0),
         _ => None,
     }
 }
 
-/// One signature on an agreement.
+/// One signature on an agreement: who signed, and its signature over its [`Statement`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signatory {
     pub name: String,
     pub side: String,
+    /// The signer's Olm identity key, as its statement names it.
+    pub identity_key: [u8; 32],
     pub seal_key: [u8; 32],
-    /// Armored SSHSIG over the agreement's text.
+    /// When it signed (seconds since the epoch, its own clock), as its statement says.
+    pub signed_at: u64,
+    /// Armored SSHSIG over the statement's bytes.
     pub signature: String,
-}
-
-impl Signatory {
-    /// The identity's signature over `text`, with its name, side and seal key.
-    pub fn sign(identity: &Identity, text: &[u8]) -> Result<Self> {
-        Ok(Self {
-            name: identity.name.clone(),
-            side: identity.side.clone(),
-            seal_key: identity.seal_public_key(),
-            signature: ratify(identity, text)?,
-        })
-    }
 }
 
 /// A proposal's text and the signatures collected on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Agreement {
+    /// The channel the proposal was made in.
+    pub channel: ChannelId,
     pub title: String,
     pub text: Vec<u8>,
     /// Sides of which at least one party must sign before the agreement holds.
@@ -175,11 +165,15 @@ pub struct Agreement {
     pub proposal_id: [u8; 32],
 }
 
-/// What [`Agreement::verify`] found: the agreement holds, and who signed it.
+/// What [`Agreement::verify`] found. Everything here but `principals` is signed by every
+/// signatory (in its statement); `principals` and the manifest's key comments are the folder's
+/// own words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedAgreement {
+    pub channel: ChannelId,
     pub title: String,
     pub proposal_id: [u8; 32],
+    /// As signed: sorted.
     pub required_sides: Vec<String>,
     pub signatories: Vec<VerifiedSignatory>,
 }
@@ -189,6 +183,9 @@ pub struct VerifiedAgreement {
 pub struct VerifiedSignatory {
     pub name: String,
     pub side: String,
+    pub identity_key: [u8; 32],
+    pub signed_at: u64,
+    /// Not signed: the name allowed_signers and the file names use.
     pub principal: String,
     /// The seal key, for the caller to match against the cards it knows: the export alone
     /// cannot say whose key this really is.
@@ -199,12 +196,26 @@ pub struct VerifiedSignatory {
 impl fmt::Display for VerifiedAgreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "agreement \"{}\" holds", self.title)?;
-        writeln!(f, "text sha256 {}", hex(&self.proposal_id))?;
-        writeln!(f, "required sides: {}", self.required_sides.join(", "))?;
-        writeln!(f, "signed by:")?;
+        writeln!(f, "signed by every signatory, in its statement:")?;
+        writeln!(f, "  title \"{}\"", self.title)?;
+        writeln!(f, "  text sha256 {}", hex(&self.proposal_id))?;
+        writeln!(f, "  channel {}", hex(&self.channel.0))?;
+        writeln!(f, "  required sides: {}", self.required_sides.join(", "))?;
         for s in &self.signatories {
-            writeln!(f, "  {} ({}), principal {}, key {}", s.name, s.side, s.principal, s.fingerprint)?;
+            writeln!(
+                f,
+                "  {} ({}) signed on {}, identity key {}, with seal {}",
+                s.name,
+                s.side,
+                statement::date(s.signed_at),
+                hex(&s.identity_key),
+                s.fingerprint
+            )?;
         }
+        writeln!(f, "not signed (the folder's own words, which anyone could write):")?;
+        let principals: Vec<&str> = self.signatories.iter().map(|s| s.principal.as_str()).collect();
+        writeln!(f, "  principal names in allowed_signers and file names: {}", principals.join(", "))?;
+        writeln!(f, "  whose seal each key is: the folder cannot prove it; compare the fingerprints")?;
         Ok(())
     }
 }
@@ -214,6 +225,7 @@ impl fmt::Display for VerifiedAgreement {
 #[serde(deny_unknown_fields)]
 struct Manifest {
     format: String,
+    channel: String,
     title: String,
     text_file: String,
     text_sha256: String,
@@ -228,14 +240,46 @@ struct ManifestSignatory {
     side: String,
     principal: String,
     public_key: String,
+    statement_file: String,
     sig_file: String,
 }
 
 impl Agreement {
-    /// A proposal with no signatures yet, fixed by the hash of `text`.
-    pub fn new(title: &str, text: Vec<u8>, required_sides: Vec<String>) -> Self {
+    /// A proposal of `channel` with no signatures yet, fixed by the hash of `text`.
+    pub fn new(channel: ChannelId, title: &str, text: Vec<u8>, required_sides: Vec<String>) -> Self {
         let proposal_id = text_hash(&text);
-        Self { title: title.to_owned(), text, required_sides, signatories: Vec::new(), proposal_id }
+        Self { channel, title: title.to_owned(), text, required_sides, signatories: Vec::new(), proposal_id }
+    }
+
+    /// The statement `signer` makes (or made) about this agreement at `signed_at`.
+    pub fn statement(&self, signer: &Card, signed_at: u64) -> Result<Statement> {
+        Statement::new(self.channel, self.proposal_id, &self.title, &self.required_sides, signer, signed_at)
+    }
+
+    /// The statement a signatory's signature covers.
+    pub fn statement_of(&self, s: &Signatory) -> Result<Statement> {
+        let card = Card {
+            name: s.name.clone(),
+            side: s.side.clone(),
+            identity_key: s.identity_key,
+            device_key: [0; 32],
+            seal_key: s.seal_key,
+        };
+        self.statement(&card, s.signed_at)
+    }
+
+    /// The identity's signature on this agreement, made at `signed_at` (seconds since the epoch).
+    pub fn sign(&self, identity: &Identity, signed_at: u64) -> Result<Signatory> {
+        let card = identity.card();
+        let statement = self.statement(&card, signed_at)?;
+        Ok(Signatory {
+            signature: sign_statement(identity, &statement)?,
+            name: card.name,
+            side: card.side,
+            identity_key: card.identity_key,
+            seal_key: card.seal_key,
+            signed_at,
+        })
     }
 
     /// Each signatory's principal in allowed_signers: "name@side" slugged to ASCII lowercase
@@ -258,23 +302,27 @@ impl Agreement {
     }
 
     /// The export folder as (file name, bytes): the text byte for byte, `allowed_signers` (one
-    /// line per signatory, restricted to [`NAMESPACE`]), one `PRINCIPAL.sig` per signatory, and
-    /// `manifest.json`, which ties names and sides to principals for `backchannel verify`.
+    /// line per signatory, restricted to [`NAMESPACE`]), per signatory `PRINCIPAL.statement` (what
+    /// it signed) and `PRINCIPAL.sig`, and `manifest.json`, which ties names and sides to
+    /// principals for `backchannel verify`. Refused when a seal key is weak or not canonical:
+    /// `ssh-keygen` would accept such a signature, so no such folder is ever written.
     pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         self.check_rules()?;
         let mut allowed = String::new();
         let mut entries = Vec::with_capacity(self.signatories.len());
-        let mut sigs = Vec::with_capacity(self.signatories.len());
+        let mut signed = Vec::with_capacity(2 * self.signatories.len());
         for (s, principal) in self.signatories.iter().zip(self.principals()) {
             let bare_key = seal_public_key_openssh(&s.seal_key, "")?;
             allowed.push_str(&format!("{principal} namespaces=\"{NAMESPACE}\" {}\n", bare_key.trim_end()));
-            let sig_file = format!("{principal}.sig");
-            sigs.push((sig_file.clone(), s.signature.clone().into_bytes()));
+            let (statement_file, sig_file) = (statement_file(&principal), signature_file(&principal));
+            signed.push((statement_file.clone(), self.statement_of(s)?.to_bytes()));
+            signed.push((sig_file.clone(), s.signature.clone().into_bytes()));
             entries.push(ManifestSignatory {
                 name: s.name.clone(),
                 side: s.side.clone(),
                 principal,
                 public_key: seal_public_key_openssh(&s.seal_key, &format!("{} ({})", s.name, s.side))?,
+                statement_file,
                 sig_file,
             });
         }
@@ -284,13 +332,14 @@ impl Agreement {
             (ALLOWED_SIGNERS_FILE.to_owned(), allowed.into_bytes()),
             (MANIFEST_FILE.to_owned(), manifest),
         ];
-        files.extend(sigs);
+        files.extend(signed);
         Ok(files)
     }
 
     fn manifest(&self, signatories: Vec<ManifestSignatory>) -> Result<Vec<u8>> {
         let manifest = Manifest {
             format: FORMAT.to_owned(),
+            channel: hex(&self.channel.0),
             title: self.title.clone(),
             text_file: TEXT_FILE.to_owned(),
             text_sha256: hex(&self.proposal_id),
@@ -304,8 +353,9 @@ impl Agreement {
     }
 
     /// Reads an export back; `read(name)` returns a file's bytes, or `None` if it is missing.
-    /// Checks the folder's shape (sizes, names, the manifest against allowed_signers) but not
-    /// the signatures: that is [`Agreement::verify`]'s job, so it can name who failed.
+    /// Checks the folder's shape (sizes, names, the manifest against allowed_signers, and the
+    /// manifest against every signed statement: a narrowed or retitled manifest is refused here)
+    /// but not the signatures: that is [`Agreement::verify`]'s job, so it can name who failed.
     pub fn from_files(mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Result<Agreement> {
         let manifest = parse_manifest(&read_bounded(&mut read, MANIFEST_FILE, MAX_MANIFEST)?)?;
         let allowed =
@@ -316,17 +366,24 @@ impl Agreement {
                 "allowed_signers lists {extra}, who is not in the manifest"
             )));
         }
+        let channel = unhex::<16>(&manifest.channel)
+            .map(ChannelId)
+            .ok_or_else(|| AgreementError::Export("the manifest's channel is not 32 hex digits".into()))?;
+        let proposal_id = unhex::<32>(&manifest.text_sha256).ok_or_else(|| {
+            AgreementError::Export("the manifest's text_sha256 is not 64 hex digits".into())
+        })?;
         let mut signatories = Vec::with_capacity(manifest.signatories.len());
+        let mut statements = Vec::with_capacity(manifest.signatories.len());
         let mut principals = Vec::with_capacity(manifest.signatories.len());
         for entry in &manifest.signatories {
-            signatories.push(read_signatory(entry, &allowed, &mut read)?);
+            let (signatory, statement) = read_signatory(entry, &allowed, &mut read)?;
+            signatories.push(signatory);
+            statements.push(statement);
             principals.push(entry.principal.clone());
         }
         let text = read_bounded(&mut read, &manifest.text_file, MAX_TEXT)?;
-        let proposal_id = unhex32(&manifest.text_sha256).ok_or_else(|| {
-            AgreementError::Export("the manifest's text_sha256 is not 64 hex digits".into())
-        })?;
         let agreement = Agreement {
+            channel,
             title: manifest.title,
             text,
             required_sides: manifest.required_sides,
@@ -341,15 +398,53 @@ impl Agreement {
                 "the manifest's principals do not follow from its names and sides".into(),
             ));
         }
+        for (s, (statement, bytes)) in agreement.signatories.iter().zip(&statements) {
+            agreement.check_signed(s, statement, bytes)?;
+        }
         Ok(agreement)
     }
 
-    /// Full check: the text is the one proposed, every required side signed, and every
-    /// signature is valid under its signatory's seal (for an export: the key allowed_signers
-    /// lists for its principal, which [`Agreement::from_files`] matched against the manifest).
+    /// The manifest must say exactly what `s` signed: the same channel, text, title and
+    /// required sides; `bytes` (the statement file) must be the statement the manifest implies.
+    fn check_signed(&self, s: &Signatory, signed: &Statement, bytes: &[u8]) -> Result<()> {
+        let unsigned = |what: String| Err(AgreementError::Unsigned(what));
+        let mut sides = self.required_sides.clone();
+        sides.sort();
+        if signed.title != self.title {
+            return unsigned(format!(
+                "its title is {:?}, but {} signed the title {:?}",
+                shorten(&self.title),
+                s.name,
+                shorten(&signed.title)
+            ));
+        }
+        if signed.required_sides != sides {
+            return unsigned(format!(
+                "it requires the sides {}, but {} signed for the sides {}",
+                sides.join(", "),
+                s.name,
+                signed.required_sides.join(", ")
+            ));
+        }
+        if signed.text_sha256 != self.proposal_id {
+            return unsigned(format!("its text sha256 is not the one {} signed", s.name));
+        }
+        if signed.channel != self.channel {
+            return unsigned(format!("its channel is not the one {} signed in", s.name));
+        }
+        if self.statement_of(s)?.to_bytes() != bytes {
+            return unsigned(format!("{}'s statement does not match the manifest", s.name));
+        }
+        Ok(())
+    }
+
+    /// Full check: every seal key is acceptable, the text is the one proposed, every required
+    /// side signed, and every signature is valid (strictly) under its signatory's seal over the
+    /// statement the agreement implies for it (for an export: the key allowed_signers lists for
+    /// its principal, which [`Agreement::from_files`] matched against the manifest).
     ///
-    /// Only the text is signed: names, sides and the title come from the manifest, and anyone
-    /// can write a folder with their own keys. Who really signed is settled by comparing the
+    /// Title, text hash, channel, required sides and each signatory's name, side, identity key
+    /// and date are signed. Who really holds each seal is not: it is settled by comparing the
     /// report's seal keys with the cards the verifier trusts (as `ssh-keygen` trusts its
     /// allowed_signers).
     pub fn verify(&self) -> Result<VerifiedAgreement> {
@@ -372,17 +467,27 @@ impl Agreement {
         self.check_distinct_keys()?;
         let mut signed = Vec::with_capacity(self.signatories.len());
         for (s, principal) in self.signatories.iter().zip(self.principals()) {
-            verify_signature(&s.seal_key, &self.text, &s.signature)
+            let statement = self.statement_of(s).map_err(|e| self.signatory_error(s, e))?;
+            verify_statement(&s.seal_key, &statement, &s.signature)
                 .map_err(|e| self.signatory_error(s, e))?;
             let fingerprint = PublicKey::from(ed25519_key_data(&s.seal_key)).fingerprint(HashAlg::Sha256);
-            let fingerprint = fingerprint.to_string();
-            let (name, side, seal_key) = (s.name.clone(), s.side.clone(), s.seal_key);
-            signed.push(VerifiedSignatory { name, side, principal, seal_key, fingerprint });
+            signed.push(VerifiedSignatory {
+                name: s.name.clone(),
+                side: s.side.clone(),
+                identity_key: s.identity_key,
+                signed_at: s.signed_at,
+                principal,
+                seal_key: s.seal_key,
+                fingerprint: fingerprint.to_string(),
+            });
         }
+        let mut required_sides = self.required_sides.clone();
+        required_sides.sort();
         Ok(VerifiedAgreement {
+            channel: self.channel,
             title: self.title.clone(),
             proposal_id: self.proposal_id,
-            required_sides: self.required_sides.clone(),
+            required_sides,
             signatories: signed,
         })
     }
@@ -419,7 +524,8 @@ impl Agreement {
         Ok(())
     }
 
-    /// The limits a reader enforces, applied to the writer too, so every export can be read back.
+    /// The limits a reader enforces, applied to the writer too, so every export can be read back;
+    /// and no weak or non-canonical seal key, so no export holds a signature that fits any text.
     fn check_rules(&self) -> Result<()> {
         let invalid = |what: String| Err(AgreementError::Invalid(what));
         if self.text.len() > MAX_TEXT {
@@ -439,26 +545,33 @@ impl Agreement {
         for s in &self.signatories {
             check_label("signatory name", &s.name)?;
             check_label("signatory side", &s.side)?;
+            check_seal_key(&s.seal_key).map_err(|problem| AgreementError::RefusedKey {
+                name: shorten(&s.name),
+                side: shorten(&s.side),
+                key: format!("ssh-ed25519 {}", hex(&s.seal_key)),
+                problem,
+            })?;
         }
         Ok(())
     }
 }
 
-fn check_title(title: &str) -> Result<()> {
-    if title.trim().is_empty() || title.len() > MAX_TITLE || title.chars().any(char::is_control) {
+pub(crate) fn check_title(title: &str) -> Result<()> {
+    let hidden = title.chars().any(crate::identity::is_hidden_or_control);
+    if title.trim().is_empty() || title.len() > MAX_TITLE || hidden {
         return Err(AgreementError::Invalid(format!(
-            "the title must be 1 to {MAX_TITLE} bytes without control characters"
+            "the title must be 1 to {MAX_TITLE} bytes without control, bidi or zero-width characters"
         )));
     }
     Ok(())
 }
 
-fn check_label(what: &str, label: &str) -> Result<()> {
+pub(crate) fn check_label(what: &str, label: &str) -> Result<()> {
     validate_label(label).map_err(|e| AgreementError::Invalid(format!("a {what} {e}: {:?}", shorten(label))))
 }
 
 /// At most 64 characters of untrusted text, for error messages.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
@@ -529,11 +642,10 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
         if !is_safe_principal(&s.principal) || !principals.insert(s.principal.as_str()) {
             return Err(export(format!("principal {:?} is unsafe or repeated", shorten(&s.principal))));
         }
-        if !is_plain_file_name(&s.sig_file) {
-            return Err(export(format!(
-                "signature file {:?} is not a plain file name",
-                shorten(&s.sig_file)
-            )));
+        for file in [&s.sig_file, &s.statement_file] {
+            if !is_plain_file_name(file) || file == &m.text_file {
+                return Err(export(format!("file name {:?} is not a plain file name", shorten(file))));
+            }
         }
     }
     Ok(m)
@@ -579,7 +691,7 @@ fn read_signatory(
     entry: &ManifestSignatory,
     allowed: &BTreeMap<String, [u8; 32]>,
     read: &mut impl FnMut(&str) -> Option<Vec<u8>>,
-) -> Result<Signatory> {
+) -> Result<(Signatory, (Statement, Vec<u8>))> {
     let who = format!("{} ({})", shorten(&entry.name), entry.principal);
     let listed = parse_ed25519_line(&entry.public_key).ok_or_else(|| {
         AgreementError::Export(format!("the manifest's key for {who} is not an ssh-ed25519 key"))
@@ -592,21 +704,42 @@ fn read_signatory(
     if listed != seal_key {
         return Err(AgreementError::Disagreement(format!("they list different keys for {who}")));
     }
+    let statement_bytes = read_bounded(read, &entry.statement_file, MAX_STATEMENT)?;
+    let statement = Statement::parse(&statement_bytes)
+        .map_err(|e| AgreementError::Export(format!("{}: {e}", entry.statement_file)))?;
+    if statement.signer_name != entry.name || statement.signer_side != entry.side {
+        return Err(AgreementError::Unsigned(format!(
+            "it names {} ({}), but the statement in {} was signed by {} ({})",
+            shorten(&entry.name),
+            shorten(&entry.side),
+            entry.statement_file,
+            shorten(&statement.signer_name),
+            shorten(&statement.signer_side)
+        )));
+    }
     let bytes = read_bounded(read, &entry.sig_file, MAX_SIGNATURE)?;
     let signature = String::from_utf8(bytes)
         .map_err(|_| AgreementError::Export(format!("{} is not text", entry.sig_file)))?;
-    Ok(Signatory { name: entry.name.clone(), side: entry.side.clone(), seal_key, signature })
+    let signatory = Signatory {
+        name: entry.name.clone(),
+        side: entry.side.clone(),
+        identity_key: statement.signer_identity_key,
+        seal_key,
+        signed_at: statement.signed_at,
+        signature,
+    };
+    Ok((signatory, (statement, statement_bytes)))
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex_encode(bytes)
 }
 
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
@@ -629,11 +762,23 @@ mod tests {
         Identity::generate("Bao", "Delegation B").unwrap()
     }
 
-    fn signed(signers: &[&Identity]) -> Agreement {
+    const AT: u64 = 1_800_000_000;
+
+    fn proposal() -> Agreement {
         let sides = vec!["Delegation A".to_owned(), "Delegation B".to_owned()];
-        let mut a = Agreement::new("Ceasefire", TEXT.to_vec(), sides);
-        a.signatories = signers.iter().map(|id| Signatory::sign(id, TEXT).unwrap()).collect();
+        Agreement::new(ChannelId([5; 16]), "Ceasefire", TEXT.to_vec(), sides)
+    }
+
+    fn signed(signers: &[&Identity]) -> Agreement {
+        let mut a = proposal();
+        a.signatories = signers.iter().map(|id| a.sign(id, AT).unwrap()).collect();
         a
+    }
+
+    /// `id`'s signature over its statement on [`proposal`].
+    fn ratify(id: &Identity) -> (Vec<u8>, String) {
+        let statement = proposal().statement(&id.card(), AT).unwrap();
+        (statement.to_bytes(), sign_statement(id, &statement).unwrap())
     }
 
     fn as_map(files: Vec<(String, Vec<u8>)>) -> HashMap<String, Vec<u8>> {
@@ -647,47 +792,73 @@ mod tests {
     #[test]
     fn sign_and_verify_round_trip() {
         let id = alice();
-        let sig = ratify(&id, TEXT).unwrap();
+        let (statement, sig) = ratify(&id);
         assert!(sig.starts_with("-----BEGIN SSH SIGNATURE-----\n"), "{sig}");
-        verify_signature(&id.seal_public_key(), TEXT, &sig).unwrap();
+        verify_signature(&id.seal_public_key(), &statement, &sig).unwrap();
         assert_eq!(text_hash(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf], "plain sha256");
+        let other = Statement::new(
+            ChannelId([5; 16]),
+            [0; 32],
+            "Ceasefire",
+            &proposal().required_sides,
+            &id.card(),
+            AT,
+        )
+        .unwrap();
+        assert!(sign_statement(&bao(), &other).is_err(), "a statement naming another signer is not signed");
     }
 
     #[test]
     fn one_changed_byte_fails_as_text_mismatch() {
         let id = alice();
-        let sig = ratify(&id, TEXT).unwrap();
-        let mut text = TEXT.to_vec();
-        text[10] ^= 1;
+        let (mut statement, sig) = ratify(&id);
+        statement[10] ^= 1;
         assert_eq!(
-            verify_signature(&id.seal_public_key(), &text, &sig),
+            verify_signature(&id.seal_public_key(), &statement, &sig),
             Err(SignatureError::TextMismatch.into())
         );
     }
 
     #[test]
     fn another_seal_fails_as_other_key() {
-        let sig = ratify(&bao(), TEXT).unwrap();
-        let err = verify_signature(&alice().seal_public_key(), TEXT, &sig).unwrap_err();
+        let (statement, sig) = ratify(&bao());
+        let err = verify_signature(&alice().seal_public_key(), &statement, &sig).unwrap_err();
         assert_eq!(err, SignatureError::OtherKey.into());
         assert_eq!(err.to_string(), "the signature was made by another key");
     }
 
     #[test]
     fn wrong_namespace_fails() {
+        use ssh_key::private::Ed25519Keypair;
+        use ssh_key::{LineEnding, PrivateKey};
         let id = alice();
         let key = PrivateKey::from(Ed25519Keypair::from_seed(id.dangerous_seal_secret()));
-        let sig = key.sign("git", HashAlg::Sha512, TEXT).unwrap().to_pem(LineEnding::LF).unwrap();
-        assert_eq!(
-            verify_signature(&id.seal_public_key(), TEXT, &sig),
-            Err(SignatureError::WrongNamespace("git".into()).into())
+        let (statement, _) = ratify(&id);
+        for ns in ["git", POSSESSION_NAMESPACE] {
+            let sig = key.sign(ns, HashAlg::Sha512, &statement).unwrap().to_pem(LineEnding::LF).unwrap();
+            assert_eq!(
+                verify_signature(&id.seal_public_key(), &statement, &sig),
+                Err(SignatureError::WrongNamespace(ns.into()).into())
+            );
+        }
+        let pop = prove_possession(&id, &ChannelId([5; 16])).unwrap();
+        let message = possession_message(&id.card().identity_key, &id.seal_public_key(), &ChannelId([5; 16]));
+        assert!(
+            verify_signature(&id.seal_public_key(), &message, &pop).is_err(),
+            "a proof is no ratification"
         );
+        verify_possession(&id.card(), &ChannelId([5; 16]), &pop).unwrap();
+        assert!(
+            verify_possession(&id.card(), &ChannelId([6; 16]), &pop).is_err(),
+            "made for another channel"
+        );
+        assert!(verify_possession(&bao().card(), &ChannelId([5; 16]), &pop).is_err());
     }
 
     #[test]
     fn malformed_signatures_are_errors() {
         let key = alice().seal_public_key();
-        let good = ratify(&alice(), TEXT).unwrap();
+        let (_, good) = ratify(&alice());
         for bad in
             ["", "hello", "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n", &good[..60]]
         {
@@ -737,7 +908,7 @@ mod tests {
     fn signature_by_another_seal_is_named() {
         let (a, b) = (alice(), bao());
         let mut agreement = signed(&[&a, &b]);
-        agreement.signatories[1].signature = ratify(&alice(), TEXT).unwrap();
+        agreement.signatories[1].signature = ratify(&alice()).1;
         let err = agreement.verify().unwrap_err().to_string();
         assert_eq!(err, "Bao's signature (side Delegation B) was made by a key not in allowed_signers");
         agreement.signatories[1].signature = agreement.signatories[0].signature.clone();
@@ -766,7 +937,9 @@ mod tests {
                 "agreement.txt",
                 "allowed_signers",
                 "manifest.json",
+                "alice@delegation-a.statement",
                 "alice@delegation-a.sig",
+                "bao@delegation-b.statement",
                 "bao@delegation-b.sig"
             ]
         );
@@ -778,7 +951,11 @@ mod tests {
         );
         assert_eq!(allowed.lines().count(), 2);
         let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-        assert_eq!(manifest["format"], "backchannel-agreement/1");
+        assert_eq!(manifest["format"], "backchannel-agreement/2");
+        let statement = Statement::parse(&files["bao@delegation-b.statement"]).unwrap();
+        assert_eq!(statement, agreement.statement_of(&agreement.signatories[1]).unwrap());
+        verify_statement(&agreement.signatories[1].seal_key, &statement, &agreement.signatories[1].signature)
+            .unwrap();
         assert_eq!(manifest["text_sha256"], hex(&text_hash(TEXT)));
         assert_eq!(manifest["signatories"][1]["sig_file"], "bao@delegation-b.sig");
         let back = read_back(&files).unwrap();
@@ -832,7 +1009,8 @@ mod tests {
     #[test]
     fn changed_signature_byte_is_caught() {
         let mut files = signed(&[&alice(), &bao()]).files().unwrap();
-        let sig = &mut files[4].1;
+        assert_eq!(files[6].0, "bao@delegation-b.sig");
+        let sig = &mut files[6].1;
         let i = sig.len() / 2;
         sig[i] = if sig[i] == b'A' { b'B' } else { b'A' };
         let err = read_back(&as_map(files)).unwrap().verify().unwrap_err();
@@ -857,13 +1035,19 @@ mod tests {
             ("\"agreement.txt\"", "\"..\""),
             ("\"principal\": \"bao@delegation-b\"", "\"principal\": \"bao delegation-b\""),
             ("\"principal\": \"bao@delegation-b\"", "\"principal\": \"alice@delegation-a\""),
-            ("backchannel-agreement/1", "backchannel-agreement/2"),
-            ("\"name\": \"Bao\"", "\"name\": \"Eve\""),
+            ("backchannel-agreement/2", "backchannel-agreement/1"),
+            ("\"bao@delegation-b.statement\"", "\"agreement.txt\""),
         ] {
             let mut bad = files.clone();
             bad.insert("manifest.json".into(), manifest.replacen(from, to, 1).into_bytes());
             assert!(matches!(read_back(&bad), Err(AgreementError::Export(_))), "{to}");
         }
+        let mut renamed = files.clone();
+        renamed.insert(
+            "manifest.json".into(),
+            manifest.replacen("\"name\": \"Bao\"", "\"name\": \"Eve\"", 1).into_bytes(),
+        );
+        assert!(matches!(read_back(&renamed), Err(AgreementError::Unsigned(_))));
         let mut big = files.clone();
         big.insert("agreement.txt".into(), vec![b'a'; MAX_TEXT + 1]);
         assert!(matches!(read_back(&big), Err(AgreementError::Export(e)) if e.contains("larger than")));
@@ -881,7 +1065,9 @@ mod tests {
         let sig = Signatory {
             name: String::new(),
             side: String::new(),
+            identity_key: [0; 32],
             seal_key: [0; 32],
+            signed_at: 0,
             signature: String::new(),
         };
         for (name, side) in
@@ -891,6 +1077,86 @@ mod tests {
         }
         assert_eq!(a.principals(), ["bao@delegation-b", "bao@delegation-b-2", "zh-u-nl-i@side", "x-y@a"]);
         assert!(a.principals().iter().all(|p| is_safe_principal(p)));
+    }
+
+    /// M6, "Done means": narrowing the manifest (one required side, the other signatory and its
+    /// files removed, the title changed) no longer makes a one-sided text "hold".
+    #[test]
+    fn a_narrowed_manifest_fails() {
+        let files = as_map(signed(&[&alice(), &bao()]).files().unwrap());
+        let narrow = |retitle: bool| {
+            let mut f = files.clone();
+            f.remove("bao@delegation-b.sig");
+            f.remove("bao@delegation-b.statement");
+            let allowed = String::from_utf8(f["allowed_signers"].clone()).unwrap();
+            let kept: String =
+                allowed.lines().filter(|l| !l.starts_with("bao@")).map(|l| format!("{l}\n")).collect();
+            f.insert("allowed_signers".into(), kept.into_bytes());
+            let mut m: serde_json::Value = serde_json::from_slice(&f["manifest.json"]).unwrap();
+            m["required_sides"] = serde_json::json!(["Delegation A"]);
+            m["signatories"].as_array_mut().unwrap().retain(|s| s["name"] != "Bao");
+            if retitle {
+                m["title"] = serde_json::json!("Ceasefire, as Delegation A alone agrees it");
+            }
+            f.insert("manifest.json".into(), serde_json::to_vec_pretty(&m).unwrap());
+            read_back(&f).and_then(|a| a.verify())
+        };
+        let err = narrow(true).unwrap_err();
+        assert!(matches!(err, AgreementError::Unsigned(_)), "{err}");
+        assert!(err.to_string().contains("but Alice signed the title \"Ceasefire\""), "{err}");
+        let err = narrow(false).unwrap_err().to_string();
+        assert!(
+            err.contains("it requires the sides Delegation A, but Alice signed for the sides Delegation A, Delegation B"),
+            "{err}"
+        );
+        // The manifest left whole but a side dropped from allowed_signers and files: still no.
+        let mut f = files.clone();
+        f.remove("bao@delegation-b.sig");
+        assert!(read_back(&f).is_err());
+    }
+
+    /// M6: a signature cannot be moved to another agreement (another title, channel or sides),
+    /// even by someone who rewrites every file consistently but has only the signatories' seals.
+    #[test]
+    fn a_signature_does_not_travel_to_another_agreement() {
+        let original = signed(&[&alice(), &bao()]);
+        for change in [
+            |a: &mut Agreement| a.title = "Armistice".into(),
+            |a: &mut Agreement| a.channel = ChannelId([6; 16]),
+            |a: &mut Agreement| a.required_sides.push("Delegation C".into()),
+            |a: &mut Agreement| a.signatories[1].signed_at += 1,
+            |a: &mut Agreement| a.signatories[1].identity_key[0] ^= 1,
+        ] {
+            let mut moved = original.clone();
+            change(&mut moved);
+            let err = moved.verify().unwrap_err();
+            assert!(
+                matches!(&err, AgreementError::Signatory { .. } | AgreementError::SideUnsigned(_)),
+                "{err}"
+            );
+            if let Ok(files) = moved.files() {
+                assert!(read_back(&as_map(files)).and_then(|a| a.verify()).is_err());
+            }
+        }
+    }
+
+    /// H2: an agreement holding a weak seal key is neither verified nor exported, and the
+    /// message names the key.
+    #[test]
+    fn a_weak_seal_key_is_named_and_never_exported() {
+        let mut agreement = signed(&[&alice(), &bao()]);
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        agreement.signatories[1].seal_key = weak;
+        let err = agreement.verify().unwrap_err();
+        assert!(
+            matches!(err, AgreementError::RefusedKey { problem: SealKeyProblem::SmallOrder, .. }),
+            "{err}"
+        );
+        let said = err.to_string();
+        assert!(said.starts_with("Bao's seal key (side Delegation B) ssh-ed25519 0100000000"), "{said}");
+        assert!(said.contains("weak (small-order)"), "{said}");
+        assert_eq!(agreement.files().unwrap_err(), err, "no folder is written with a weak key");
     }
 
     proptest! {
@@ -914,11 +1180,11 @@ mod tests {
             }
         }
 
-        /// A damaged export may still pass (whitespace, the unsigned title), but never with other
-        /// text or other keys than were signed.
+        /// A damaged export may still pass (whitespace in the manifest, a key comment), but never
+        /// with another text, keys, title, sides or signers than were signed.
         #[test]
         fn damaged_exports_never_pass_with_other_text_or_keys(
-            file in 0usize..5, at in any::<prop::sample::Index>(), byte in any::<u8>(),
+            file in 0usize..7, at in any::<prop::sample::Index>(), byte in any::<u8>(),
         ) {
             let agreement = signed(&[&alice(), &bao()]);
             let mut files = agreement.files().unwrap();
@@ -931,13 +1197,18 @@ mod tests {
                 prop_assert_eq!(&back.text, &agreement.text);
                 let keys = |a: &Agreement| a.signatories.iter().map(|s| s.seal_key).collect::<Vec<_>>();
                 prop_assert_eq!(keys(&back), keys(&agreement));
+                prop_assert_eq!(&back.title, &agreement.title);
+                prop_assert_eq!(&back.required_sides, &agreement.required_sides);
+                prop_assert_eq!(&back.signatories, &agreement.signatories);
             }
         }
 
         #[test]
         fn verify_signature_never_panics(s in "\\PC{0,400}") {
-            prop_assert!(verify_signature(&[9; 32], TEXT, &s).is_err());
+            let key = alice().seal_public_key();
+            prop_assert!(verify_signature(&key, TEXT, &s).is_err());
             let armored = format!("-----BEGIN SSH SIGNATURE-----\n{s}\n-----END SSH SIGNATURE-----\n");
+            prop_assert!(verify_signature(&key, TEXT, &armored).is_err());
             prop_assert!(verify_signature(&[9; 32], TEXT, &armored).is_err());
         }
     }
