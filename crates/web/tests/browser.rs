@@ -139,20 +139,33 @@ fn ssh_keygen_verifies(dir: &Path) {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let text = std::fs::read(dir.join(manifest["text_file"].as_str().unwrap())).unwrap();
+    let text_sha256: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&text))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let signatories = manifest["signatories"].as_array().unwrap();
     assert_eq!(signatories.len(), 2, "both sides signed");
     for s in signatories {
+        // Each signature covers its signatory's statement, which names the text by its sha256.
+        let principal = s["principal"].as_str().unwrap();
+        let statement =
+            std::fs::read(dir.join(backchannel_proto::agreement::statement_file(principal))).unwrap();
+        let named = format!("text-sha256: {text_sha256}\n");
+        assert!(
+            String::from_utf8_lossy(&statement).contains(&named),
+            "the statement names the exported text"
+        );
         let mut child = std::process::Command::new("ssh-keygen")
             .args(["-Y", "verify", "-f"])
             .arg(dir.join("allowed_signers"))
-            .args(["-I", s["principal"].as_str().unwrap(), "-n", "backchannel-agreement", "-s"])
+            .args(["-I", principal, "-n", backchannel_proto::agreement::NAMESPACE, "-s"])
             .arg(dir.join(s["sig_file"].as_str().unwrap()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &text).unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &statement).unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("Good \"backchannel-agreement\" signature"));
