@@ -159,6 +159,13 @@ pub enum Command {
     Relays(RelaysCmd),
     /// Run a whole negotiation on this machine: a relay, two sides and an intermediary.
     Demo,
+    /// Open the local web app: prints its address (with its token) and serves this
+    /// computer only, until Ctrl-C. Meanwhile CLI commands on the same home go through it.
+    Ui {
+        /// Loopback address and port to serve on (127.0.0.1 or [::1] only).
+        #[arg(long, default_value = "127.0.0.1:4680")]
+        listen: SocketAddr,
+    },
 }
 
 #[derive(Subcommand, Debug)]

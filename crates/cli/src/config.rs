@@ -44,6 +44,15 @@ pub fn passphrase(confirm: bool) -> Result<Passphrase> {
     Ok(Passphrase::new(first))
 }
 
+/// `BACKCHANNEL_PASSPHRASE`, if set (the web app asks on its page otherwise, never here).
+pub fn passphrase_if_set() -> Result<Option<Passphrase>> {
+    match std::env::var("BACKCHANNEL_PASSPHRASE") {
+        Ok(p) if p.is_empty() => bail!("BACKCHANNEL_PASSPHRASE is set but empty"),
+        Ok(p) => Ok(Some(Passphrase::new(p))),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Parses `90s`, `30m`, `24h`, `7d` (or a bare number of seconds).
 pub fn duration(text: &str) -> Result<Duration> {
     let text = text.trim();

@@ -102,6 +102,11 @@ impl Engine {
         Self::start(store, lock, config)
     }
 
+    /// Whether `home` holds a party already (a front end's first screen creates or unlocks).
+    pub fn exists(home: &Path) -> bool {
+        Store::exists(home)
+    }
+
     fn start(store: Store, lock: HomeLock, config: EngineConfig) -> Result<Self> {
         let home = store.dir().to_path_buf();
         let core = Core::new(store, config)?;

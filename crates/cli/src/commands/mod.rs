@@ -9,6 +9,7 @@ mod party;
 mod probe;
 mod relay;
 mod talk;
+mod ui;
 
 use std::io::Write;
 use std::path::Path;
@@ -66,6 +67,7 @@ async fn party_command(command: Cmd, home: &Path) -> Result<()> {
         Cmd::Probe(cmd) => probe::run(home, cmd).await,
         Cmd::Outbox { cmd } => outbox::run(home, cmd).await,
         Cmd::Relays(cmd) => outbox::relays(home, cmd).await,
+        Cmd::Ui { listen } => ui::run(home, listen).await,
         Cmd::Relay(_) | Cmd::Demo | Cmd::Init { .. } | Cmd::Agreement(AgreementCmd::Verify { .. }) => Ok(()),
     }
 }
