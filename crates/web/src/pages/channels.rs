@@ -123,7 +123,7 @@ pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
         },
     };
     let name = fields.get("name").trim().to_owned();
-    match engine.channel_create(&name, mode, role, retention) {
+    match engine.channel_create(&name, mode, role, retention, None) {
         Ok(_) => layout::see_other(&format!("/channels/{}/members", seg(&name))),
         Err(e) => render_list(&engine, Some(&Problem::engine("create", &e, &fields))),
     }

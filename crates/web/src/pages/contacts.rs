@@ -147,7 +147,7 @@ pub async fn invite(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
         }
     };
     let ttl = fields.get("expires").parse::<u64>().unwrap_or(86_400).clamp(60, 30 * 86_400);
-    match engine.invite(&relay, ttl).await {
+    match engine.invite(std::slice::from_ref(&relay), ttl).await {
         Ok(text) => render(&engine, Some(&text), None),
         Err(e) => render(&engine, None, Some(&Problem::engine("invite", &e, &fields))),
     }
@@ -159,7 +159,7 @@ pub async fn accept(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
         Err(r) => return *r,
     };
     let fields = Fields(fields);
-    match engine.accept(fields.get("text").trim()).await {
+    match engine.accept(fields.get("text").trim(), &[]).await {
         Ok((contact, _)) => layout::see_other(&format!("/contacts/{}", seg(&contact_ref(&contact)))),
         Err(e) => render(&engine, None, Some(&Problem::engine("accept", &e, &fields))),
     }

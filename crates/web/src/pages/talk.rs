@@ -243,7 +243,7 @@ mod tests {
     fn draw(entry: Entry, still_missing: Option<Vec<(u64, u64)>>) -> String {
         let ctx = Context { name: "talks".into(), hub: None };
         let open = still_missing.as_ref().map(|m| !m.is_empty());
-        entry_html(&ctx, EntryView { entry, open, still_missing })
+        entry_html(&ctx, EntryView { entry, open, still_missing, delivery: None })
     }
 
     fn entry_html(ctx: &Context, view: EntryView) -> String {
@@ -303,7 +303,7 @@ mod tests {
             name: "muscat".into(),
             hub: Some(Hub { members: vec![("Bao@B".into(), "Bao (B)".into())] }),
         };
-        let view = |entry| EntryView { entry, open: None, still_missing: None };
+        let view = |entry| EntryView { entry, open: None, still_missing: None, delivery: None };
         assert!(entry_html(&hub, view(note("x", None, false))).contains("Pass this note on"));
         let mut mine = note("x", None, false);
         if let Entry::Note { outgoing, .. } = &mut mine {
