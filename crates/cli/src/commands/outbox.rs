@@ -59,7 +59,7 @@ pub async fn relays(home: &Path, cmd: RelaysCmd) -> Result<()> {
         RelaysCmd::Allow { relay } => {
             let address: RelayAddress = relay.parse().context("ADDRESS")?;
             once(home, Command::AllowRelay { relay: address }).await?;
-            say(format!("allowed {relay}: introductions may now connect you to it"))
+            say(format!("allowed {relay}: introductions and contacts' routes may now connect you to it"))
         }
     }
 }

@@ -227,7 +227,10 @@ impl Batch<'_, '_> {
             match super::relays::known(self.tx, self.contacts, &relay.to_string())? {
                 true => work.add.push(relay),
                 false => {
-                    self.reject(id, Why::RouteNeedsAllow { name: name.clone(), relay: relay.to_string() })?
+                    self.reject(id, Why::RouteNeedsAllow { name: name.clone(), relay: relay.to_string() })?;
+                    if let Some(c) = self.contacts.get_mut(id) {
+                        c.lines.asked_join.push(relay);
+                    }
                 }
             }
         }
@@ -270,6 +273,13 @@ impl Batch<'_, '_> {
     pub fn routes_allowed(&mut self, relay: &str) -> Result<()> {
         let ids: Vec<String> = self.contacts.iter().map(|(id, _)| id.clone()).collect();
         for id in ids {
+            let Some(c) = self.contacts.get_mut(&id) else { continue };
+            let asked = c.lines.asked_join.iter().position(|r| r.to_string() == relay);
+            if let Some(i) = asked {
+                let host = c.lines.asked_join.remove(i);
+                self.touch(&id);
+                schedule(self.tx, &id, RotateRecord { add: vec![host], ..RotateRecord::default() })?;
+            }
             let Some(c) = self.contacts.get_mut(&id) else { continue };
             let mut changed = false;
             for r in c.routes.iter_mut().filter(|r| r.needs_allow && r.route.relay.to_string() == relay) {

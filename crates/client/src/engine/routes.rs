@@ -143,6 +143,10 @@ pub(crate) struct Lines {
     /// The heartbeat interval the contact last said it keeps with us (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_interval_ms: Option<u64>,
+    /// Hosts the contact asked us to add an inbox on that we do not use: added once the user
+    /// allows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asked_join: Vec<RelayAddress>,
     /// The latest sealing time among our frames it confirmed: an older frame still
     /// unconfirmed was most likely lost.
     #[serde(default)]
