@@ -62,9 +62,29 @@ pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let relay =
         backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, dir.path().join("relay"))).await?;
-    let result = parties(dir.path(), &relay, &pace).await;
+    let result = parties(&dir.path().join("one"), &[&relay], &pace).await;
+    let second =
+        backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, dir.path().join("relay-2")))
+            .await?;
+    // The same at the same rate, with every note going over two hosts at once.
+    let two = match &result {
+        Ok(_) => Some(parties(&dir.path().join("two"), &[&relay, &second], &pace).await),
+        Err(_) => None,
+    };
     relay.shutdown().await;
+    second.shutdown().await;
     let measured = result?;
+    if let Some(two) = two {
+        let two = two.context("over two hosts")?;
+        report.set("e2e_p99_ms_two_routes", two.p99_ms);
+        report.set("e2e_p50_ms_two_routes", two.p50_ms);
+        report.set("e2e_notes_missing_two_routes", two.missing as f64);
+        report.note(format!(
+            "e2e over two hosts: the same exchange with an invitation naming two in-process relays, so every \
+             note is sent to both and taken in once; offered {:.0} notes/s, {:.2} ms per send turn",
+            two.offered.per_s, two.offered.mean_send_ms
+        ));
+    }
     report.set("e2e_p50_ms", measured.p50_ms);
     report.set("e2e_p99_ms", measured.p99_ms);
     report.set("e2e_offered_per_s", measured.offered.per_s);
@@ -86,13 +106,17 @@ pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
     crate::jetstream::run_latency(report, &pace).await
 }
 
-async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measured> {
+async fn parties(dir: &Path, relays: &[&RunningRelay], pace: &Pace) -> Result<Measured> {
     let pass = Passphrase::new("bench passphrase, not secret".into());
     let alice = Engine::init(&dir.join("alice"), &pass, "Alice", "Delegation A", EngineConfig::default())?;
     let bao = Engine::init(&dir.join("bao"), &pass, "Bao", "Delegation B", EngineConfig::default())?;
-    let invitation = alice.invite(std::slice::from_ref(relay.address()), 3600).await?;
+    let hosts: Vec<_> = relays.iter().map(|r| r.address().clone()).collect();
+    let invitation = alice.invite(&hosts, 3600).await?;
     bao.accept(&invitation, &[]).await?;
-    alice.sync_once().await?;
+    // The Hello, then (with several hosts) the move to fresh inboxes and its confirmation.
+    for e in [&alice, &bao, &alice] {
+        e.sync_once().await?;
+    }
     let origin = Instant::now();
     let (tx, rx) = mpsc::unbounded_channel();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
@@ -124,9 +148,11 @@ async fn parties(dir: &Path, relay: &RunningRelay, pace: &Pace) -> Result<Measur
         }
     });
     let result = async {
-        match tokio::time::timeout(Duration::from_secs(10), status_rx.recv()).await {
-            Ok(Some((true, None))) => {}
-            other => bail!("Bao's watch did not connect: {other:?}"),
+        for _ in relays {
+            match tokio::time::timeout(Duration::from_secs(10), status_rx.recv()).await {
+                Ok(Some((true, None))) => {}
+                other => bail!("Bao's watch did not connect: {other:?}"),
+            }
         }
         let offered = send_batched(pace, origin, &alice).await?;
         Ok(collect(pace, offered, rx).await)

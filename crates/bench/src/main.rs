@@ -5,7 +5,9 @@
 //! `channel` (fan-out to 50 members vs raw Olm; ratify + verify vs raw Ed25519),
 //! `relay` and `postgres` (relay throughput), `sockets` (10,000 WebSocket followers on one
 //! node), `jetstream` (the broker baseline), `e2e` (note latency between two parties vs
-//! JetStream publish → receipt), `engine` (the event stream of a running engine under load:
+//! JetStream publish → receipt; also over two hosts at once), `hotline` (a hotline over two
+//! relay processes, one SIGKILLed mid-run: lost, doubled, failover latency, time to see the
+//! host down), `engine` (the event stream of a running engine under load:
 //! events per second, none lost), `probe` (a single-value probe end
 //! to end through a relay; 10k and 100k package probes vs OpenMined PSI).
 #![forbid(unsafe_code)]
@@ -14,6 +16,7 @@ mod channel;
 mod client_cpu;
 mod e2e;
 mod engine_events;
+mod hotline;
 mod idle;
 mod jetstream;
 mod probe;
@@ -37,7 +40,7 @@ USAGE: backchannel-bench [--json FILE] [--quick] [--only NAME,...]
   --json FILE   also write the results as one flat JSON object of numbers
   --quick       short phases (the whole run in about a minute), for CI smoke tests
   --only NAMES  run only these phases: idle, client, channel, relay, postgres, sockets,
-                jetstream, e2e, engine, probe
+                jetstream, e2e, hotline, engine, probe
 
 Environment: BACKCHANNEL_BENCH_POSTGRES (PostgreSQL URL, default
 postgres://postgres@127.0.0.1:5432/test), BACKCHANNEL_BENCH_NATS (default 127.0.0.1:4222),
@@ -46,8 +49,19 @@ BACKCHANNEL_BENCH_SOCKETS=N (WebSocket followers in the sockets phase, default 1
 file-descriptor soft limit is raised to fit, with prlimit).
 ";
 
-const PHASES: [&str; 10] =
-    ["idle", "client", "channel", "relay", "postgres", "sockets", "jetstream", "e2e", "engine", "probe"];
+const PHASES: [&str; 11] = [
+    "idle",
+    "client",
+    "channel",
+    "relay",
+    "postgres",
+    "sockets",
+    "jetstream",
+    "e2e",
+    "hotline",
+    "engine",
+    "probe",
+];
 
 struct Args {
     json: Option<PathBuf>,
@@ -103,10 +117,14 @@ impl Timing {
 #[tokio::main]
 async fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    if let [_, flag, dir, connections] = argv.as_slice()
-        && flag == sockets::SERVE_FLAG
-    {
-        return sockets::serve(dir, connections).await;
+    match argv.as_slice() {
+        [_, flag, dir, connections] if flag == sockets::SERVE_FLAG => {
+            return sockets::serve(dir, connections, "127.0.0.1:0").await;
+        }
+        [_, flag, dir, connections, listen] if flag == sockets::SERVE_FLAG => {
+            return sockets::serve(dir, connections, listen).await;
+        }
+        _ => {}
     }
     let Some(args) = Args::parse()? else {
         print!("{HELP}");
@@ -146,6 +164,7 @@ async fn run_phase(phase: &str, report: &mut Report, timing: Timing) -> Result<(
         "sockets" => sockets::run(report, timing).await,
         "jetstream" => jetstream::run_throughput(report, timing).await,
         "e2e" => e2e::run(report, timing).await,
+        "hotline" => hotline::run(report, timing).await,
         "engine" => engine_events::run(report, timing).await,
         "probe" => probe::run(report, timing).await,
         other => bail!("no phase {other}"),

@@ -29,7 +29,7 @@ const fn vs(label: &'static str, ours: &'static str, baseline: &'static str, rat
     Line { label, ours, baseline: Some(baseline), ratio: Some(ratio), target: None }
 }
 
-const LINES: [Line; 29] = [
+const LINES: [Line; 34] = [
     Line {
         target: Some(Target::AtLeast(20_000.0)),
         ..vs("relay, SQLite (blocks/s)", "relay_blocks_per_s", "jetstream_msgs_per_s", "ratio_vs_jetstream")
@@ -84,6 +84,30 @@ const LINES: [Line; 29] = [
     Line {
         target: Some(Target::Below(10.0)),
         ..vs("e2e latency p99 (ms)", "e2e_p99_ms", "jetstream_e2e_p99_ms", "ratio_e2e_p99_vs_jetstream")
+    },
+    Line {
+        target: Some(Target::Below(10.0)),
+        ..vs(
+            "e2e latency p99, two hosts (ms)",
+            "e2e_p99_ms_two_routes",
+            "e2e_p99_ms",
+            "ratio_e2e_p99_two_routes_vs_one",
+        )
+    },
+    Line { target: Some(Target::Below(0.5)), ..line("hotline notes lost", "hotline_lost") },
+    Line { target: Some(Target::Below(0.5)), ..line("hotline notes shown twice", "hotline_dup_shown") },
+    Line {
+        target: Some(Target::Below(2000.0)),
+        ..vs(
+            "hotline p99, a host dead (ms)",
+            "hotline_failover_p99_ms",
+            "hotline_p99_ms_two_hosts",
+            "ratio_hotline_failover_vs_two_hosts",
+        )
+    },
+    Line {
+        target: Some(Target::Below(3.0)),
+        ..line("hotline kill -> route down (s; 1 s beats)", "hotline_down_detect_s")
     },
     Line {
         baseline: Some("jetstream_e2e_offered_per_s"),

@@ -196,7 +196,7 @@ async fn latencies(
 }
 
 /// The relay as a child process of this bench.
-struct ChildRelay {
+pub(crate) struct ChildRelay {
     child: Child,
     stdin: Option<ChildStdin>,
     address: RelayAddress,
@@ -204,9 +204,15 @@ struct ChildRelay {
 
 impl ChildRelay {
     fn spawn(dir: &Path, connections: usize) -> Result<Self> {
+        Self::spawn_at(dir, connections, "127.0.0.1:0")
+    }
+
+    /// A relay process listening on `listen` (a restart on the same port and directory keeps
+    /// its address: same certificate, same port).
+    pub(crate) fn spawn_at(dir: &Path, connections: usize, listen: &str) -> Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args([SERVE_FLAG, &dir.display().to_string(), &connections.to_string()])
+            .args([SERVE_FLAG, &dir.display().to_string(), &connections.to_string(), listen])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -229,6 +235,16 @@ impl ChildRelay {
         Ok(kb * 1024)
     }
 
+    pub(crate) fn address(&self) -> &RelayAddress {
+        &self.address
+    }
+
+    /// SIGKILL: the relay dies with whatever it had in flight.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closing its stdin tells the relay to shut down.
     fn stop(&mut self) {
         drop(self.stdin.take());
@@ -247,13 +263,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The child side: a relay with room for `connections`, its address on stdout, until stdin
-/// closes.
-pub async fn serve(dir: &str, connections: &str) -> Result<()> {
+/// The child side: a relay on `listen` with room for `connections`, its address on stdout,
+/// until stdin closes.
+pub async fn serve(dir: &str, connections: &str, listen: &str) -> Result<()> {
     let connections: usize = connections.parse().context("connections")?;
     raise_fd_limit(connections as u64 + SPARE_FDS)?;
     {
-        let mut options = RelayOptions::new("127.0.0.1:0".parse()?, dir);
+        let mut options = RelayOptions::new(listen.parse().context("listen address")?, dir);
         options.config = RelayConfig {
             max_connections: connections,
             rate_per_sec: 1_000_000,

@@ -2,28 +2,33 @@
 //! place starts a relay; an intermediary (Omar, for Oman) knows two sides that have never met.
 //! He shuttles an opening between them; they move to a direct channel, where a non-paper goes
 //! from v1 to v2; both sides ratify the framework, which is exported and verified (with
-//! ssh-keygen too, where present). Last, we search everything the host holds for what it must
-//! never see, and print what each party saw.
+//! ssh-keygen too, where present). We search everything the host holds for what it must never
+//! see. Then a crisis: the sides open a hotline over two hosts, one host goes dark in the
+//! middle of the exchange, both sides see it, and nothing is lost. Last, what each party saw.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use backchannel_client::{
-    Asker, Engine, EngineConfig, Mode, Passphrase, Phase, ProbeInputSpec, ProbeRequest, ProbeResult,
-    ProbeSpec, ProbeStatus, Role,
+    Asker, DeliveryStatus, Engine, EngineConfig, Hotline, Mode, Passphrase, Phase, ProbeInputSpec,
+    ProbeRequest, ProbeResult, ProbeSpec, ProbeStatus, Role,
 };
 use backchannel_proto::identity::Card;
 use backchannel_relay::{RelayOptions, RunningRelay};
 use backchannel_wire::hex_encode;
 
 use crate::commands::say;
-use crate::render::{describe, entry, event, probe_detail};
+use crate::render::{describe, entry, event, probe_detail, route};
 
 const OPENING: &str = "Our principals could consider a phased withdrawal, if the first phase is verifiable.";
 const OPENING_AS_RELAYED: &str =
     "Delegation A signals openness to a phased withdrawal, provided the first phase can be verified.";
 const ANSWER: &str = "Phasing is of interest. Who would verify, and on what timetable?";
 const DIRECT_NOTE: &str = "Thank you for carrying this. Shall we talk directly about the timetable?";
+const CRISIS_ALERT: &str =
+    "Reports of shelling near the line of contact. Not ours. Can you confirm on your side?";
+const CRISIS_ANSWER: &str =
+    "Not ours either. Our forces stand down for 24 hours. Please keep this line open.";
 const DRAFT_V1: &str = "Framework for talks\n\n1. Phased withdrawal over 12 months.\n2. Verification by a neutral monitor.\n3. Talks resume in Geneva.\n";
 const DRAFT_V2: &str = "Framework for talks\n\n1. Phased withdrawal over 18 months.\n2. Verification by a neutral monitor, reporting to both sides.\n3. Talks resume in Geneva.\n";
 
@@ -112,12 +117,13 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
         [OPENING, OPENING_AS_RELAYED, ANSWER, DIRECT_NOTE, "See you in Geneva.", "Phased withdrawal"];
     inspect_host(relay, host_dir, &cards.iter().collect::<Vec<_>>(), &secrets).await?;
     cast.settle().await?;
+    crisis(&mut cast, dir).await?;
 
     say("\n== What each party saw")?;
     for (who, party, channels) in [
-        ("Alice", &cast.alice, ["muscat", "framework"]),
-        ("Bao", &cast.bao, ["muscat", "framework"]),
-        ("Omar", &cast.omar, ["muscat", "framework"]),
+        ("Alice", &cast.alice, &["muscat", "framework", "hotline"][..]),
+        ("Bao", &cast.bao, &["muscat", "framework", "hotline"][..]),
+        ("Omar", &cast.omar, &["muscat", "framework"][..]),
     ] {
         for channel in channels {
             say(format!("-- {who}, channel {channel}:"))?;
@@ -127,6 +133,50 @@ async fn story(dir: &Path, relay: &RunningRelay, host_dir: &Path) -> Result<()> 
         }
     }
     say("\nDone: the host carried everything and could read none of it; the agreement verifies anywhere.")
+}
+
+/// A crisis: a hotline over two hosts, and one of them goes dark mid-exchange.
+async fn crisis(cast: &mut Cast, dir: &Path) -> Result<()> {
+    say("\n== Crisis: Alice and Bao open a hotline, over a second host as well as the first")?;
+    let second =
+        backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse()?, dir.join("host-2"))).await?;
+    say(format!("   a second host, elsewhere, starts a relay: {}", second.address()))?;
+    cast.bao.allow_relay(second.address())?;
+    cast.alice.add_relay("Bao", second.address()).await?;
+    cast.settle().await?;
+    cast.alice.channel_create("hotline", Mode::Direct, Role::Principal, None, Some(Hotline::DEFAULT))?;
+    cast.alice.channel_add("hotline", "Bao", Role::Principal).await?;
+    cast.settle().await?;
+    say("   Alice's routes to and from Bao (every note goes over both hosts at once):")?;
+    show_routes(&cast.alice, "Bao")?;
+    cast.alice.send("hotline", CRISIS_ALERT, &[]).await?;
+    cast.settle().await?;
+
+    say("\n== The second host goes dark in the middle of the exchange")?;
+    second.shutdown().await;
+    cast.bao.send("hotline", CRISIS_ANSWER, &[]).await?;
+    cast.settle().await?;
+    say("   Bao's routes to and from Alice now:")?;
+    show_routes(&cast.bao, "Alice")?;
+    for (who, party, text) in [("Alice", &cast.alice, CRISIS_ALERT), ("Bao", &cast.bao, CRISIS_ANSWER)] {
+        let mine = party
+            .read("hotline")?
+            .into_iter()
+            .find(|e| matches!(&e.entry, backchannel_client::Entry::Note { text: t, .. } if t == text));
+        let status = mine.and_then(|e| e.delivery).map(|d| d.status);
+        if status != Some(DeliveryStatus::Delivered) {
+            bail!("{who}'s hotline note was not confirmed: {status:?}");
+        }
+        say(format!("   {who}'s note: delivered (the other side's device confirmed it)"))?;
+    }
+    say("   nothing was lost: the first host carried everything while the second was dark")
+}
+
+fn show_routes(party: &Engine, contact: &str) -> Result<()> {
+    for r in party.contact_routes(contact)? {
+        say(format!("     {}", route(&r)))?;
+    }
+    Ok(())
 }
 
 /// Shuttle: the sides talk only to Omar; what he passes on is marked as relayed by him.

@@ -482,6 +482,26 @@ impl Engine {
         })
     }
 
+    /// The routes to and from every member of a channel we have a session with (by member
+    /// name; ourselves and members not yet connected are left out).
+    pub fn channel_routes(&self, name: &str) -> Result<Vec<(String, Vec<RouteView>)>> {
+        let beats = self.shared.beats()?;
+        let now = crate::engine::now_ms();
+        self.shared.read(|tx, contacts| {
+            let channel = crate::engine::find_channel(tx, name)?;
+            Ok(channel
+                .state
+                .members
+                .iter()
+                .filter_map(|m| {
+                    let id = contacts.id_of(&m.key())?;
+                    let c = contacts.get(id)?;
+                    Some((m.card.name.clone(), crate::engine::route_views(c, now, beats.get(id).copied())))
+                })
+                .collect())
+        })
+    }
+
     /// Adds a host between us and a contact: a fresh inbox of ours there, announced over the
     /// session (the contact is asked to add one there too). Nothing needs a new invitation.
     pub async fn add_relay(&self, name: &str, relay: &RelayAddress) -> Result<Vec<RouteView>> {

@@ -134,6 +134,10 @@ pub enum Command {
     AllowRelay {
         relay: RelayAddress,
     },
+    /// A channel with the routes of every member we have a session with.
+    ChannelMembers {
+        name: String,
+    },
     ContactRoutes {
         name: String,
     },
@@ -153,6 +157,7 @@ pub enum Command {
 pub enum Reply {
     Done,
     Routes { routes: Vec<crate::RouteView> },
+    Members { channel: ChannelView, routes: Vec<(String, Vec<crate::RouteView>)> },
     Card { card: Card },
     Contacts { contacts: Vec<ContactView> },
     Contact { contact: ContactView, delivery: Option<Delivery> },
@@ -274,6 +279,9 @@ impl Engine {
                 Reply::Done
             }
             C::ContactRoutes { name } => Reply::Routes { routes: self.contact_routes(&name)? },
+            C::ChannelMembers { name } => {
+                Reply::Members { channel: self.channel(&name)?, routes: self.channel_routes(&name)? }
+            }
             C::AddRelay { name, relay } => Reply::Routes { routes: self.add_relay(&name, &relay).await? },
             C::DropRelay { name, relay } => Reply::Routes { routes: self.drop_relay(&name, &relay).await? },
         })

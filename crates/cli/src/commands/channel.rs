@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use backchannel_client::{ChannelView, Command, Fanout, Hotline, Mode, Phase, Reply, Role};
+use backchannel_client::{ChannelView, Command, Fanout, Hotline, Mode, Phase, Reply, Role, RouteView};
 
 use super::{delivered, json, once, say, unexpected};
 use crate::args::ChannelCmd;
 use crate::config;
-use crate::render::{channel_summary, peer, role};
+use crate::render::{channel_summary, peer, role, route};
 
 pub async fn run(home: &Path, cmd: ChannelCmd) -> Result<()> {
     match cmd {
@@ -41,12 +41,12 @@ pub async fn run(home: &Path, cmd: ChannelCmd) -> Result<()> {
             say(format!("removed {}: {}", peer(&member), channel_summary(&view)))
         }
         ChannelCmd::Members { name, json: as_json } => {
-            let reply = once(home, Command::Channel { name }).await?;
-            let Reply::Channel { channel: view, .. } = reply else { return Err(unexpected(reply)) };
+            let reply = once(home, Command::ChannelMembers { name }).await?;
+            let Reply::Members { channel: view, routes } = reply else { return Err(unexpected(reply)) };
             if as_json {
-                return json(&view);
+                return json(&with_routes(&view, &routes)?);
             }
-            members(&view)
+            members(&view, &routes)
         }
         ChannelCmd::List { json: as_json } => {
             let reply = once(home, Command::Channels).await?;
@@ -89,7 +89,21 @@ fn parse_role(s: &str) -> Result<Role> {
     }
 }
 
-fn members(c: &ChannelView) -> Result<()> {
+/// The channel as JSON, each member (but us) with `routes`: its routes both ways.
+fn with_routes(c: &ChannelView, routes: &[(String, Vec<RouteView>)]) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(c)?;
+    if let Some(members) = value.get_mut("members").and_then(|m| m.as_array_mut()) {
+        for m in members {
+            let name = m.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
+            if let Some((_, r)) = routes.iter().find(|(n, _)| *n == name) {
+                m["routes"] = serde_json::to_value(r)?;
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn members(c: &ChannelView, routes: &[(String, Vec<RouteView>)]) -> Result<()> {
     say(channel_summary(c))?;
     let keep = c
         .policy
@@ -117,6 +131,9 @@ fn members(c: &ChannelView) -> Result<()> {
             (None, false) => format!("  {name} ({side}) — {r}{creator}"),
         };
         say(line)?;
+        for r in routes.iter().filter(|(n, _)| *n == m.name && !m.you).flat_map(|(_, r)| r) {
+            say(format!("      {}", route(r)))?;
+        }
     }
     Ok(())
 }

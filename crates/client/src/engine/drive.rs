@@ -268,7 +268,13 @@ impl Shared {
                     }
                     self.flush_reporting().await;
                 }
-                () = self.wake.notified() => self.flush_reporting().await,
+                () = self.wake.notified() => {
+                    // A command may have scheduled route work (a host allowed or added).
+                    if let Err(error) = self.run_route_work().await {
+                        self.tell(Update::Trouble { error });
+                    }
+                    self.flush_reporting().await;
+                }
                 _ = lines.tick() => {
                     if let Err(error) = self.keep_lines().await {
                         self.tell(Update::Trouble { error });

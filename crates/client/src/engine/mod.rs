@@ -37,6 +37,7 @@ pub(crate) use drive::Driver;
 pub use drive::{SyncReport, Update};
 pub(crate) use invite::pending as pending_invitations;
 pub use ops::Fanout;
+pub(crate) use ops::find_channel;
 pub(crate) use outbox::list as list_outbox;
 pub use outbox::{FlushReport, QueuedView};
 pub(crate) use relays::allow as allow_relay;
