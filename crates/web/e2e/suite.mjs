@@ -17,7 +17,7 @@ const env = (name) => {
   if (!v) throw new Error(`missing ${name}`);
   return v;
 };
-const A_URL = env("A_URL"), B_URL = env("B_URL"), C_URL = env("C_URL"), RELAY = env("RELAY"), PASS = env("PASSPHRASE");
+const A_URL = env("A_URL"), B_URL = env("B_URL"), C_URL = env("C_URL"), RELAY = env("RELAY"), RELAY2 = env("RELAY2"), PASS = env("PASSPHRASE");
 const OUT = env("OUT"), SHOTS = env("SHOTS"), FAILURES = env("FAILURES");
 const originOf = (u) => new URL(u).origin;
 const A = originOf(A_URL), B = originOf(B_URL), C = originOf(C_URL);
@@ -172,10 +172,16 @@ try {
   await go(pb, B, "/channels");
   check(!(await pb.content()).includes("evil"), "the refused post created nothing");
 
-  log("invite and accept");
+  log("invite over two hosts and accept");
   await go(pa, A, "/contacts");
   await pa.fill("#relay", RELAY);
-  await pa.click("form#invite button[type=submit]");
+  // Another host field, with the keyboard: the new field takes the focus.
+  await pa.focus("form#invite button[name=more]");
+  await pa.keyboard.press("Enter");
+  await pa.waitForSelector("#invite-relay-2:focus");
+  check((await pa.inputValue("#relay")) === RELAY, "the first host was kept");
+  await pa.keyboard.type(RELAY2);
+  await pa.click("form#invite button[type=submit]:not([name])");
   const invitation = await pa.inputValue("#invitation");
   check(invitation.startsWith("backchannel:"), "an invitation");
   await screen(pa, "contacts");
@@ -187,6 +193,7 @@ try {
   await pb.fill("#text", invitation);
   await pb.click("form#accept button[type=submit]");
   await pb.waitForURL(/\/contacts\/Alice%40Delegation%20A$/);
+  await pb.waitForSelector(".sub:has-text('2 hosts')");
   // Alice's page takes in Bao's answer by itself.
   await pa.waitForSelector("#live a:has-text('Bao')", { timeout: WAIT });
 
@@ -225,6 +232,24 @@ try {
   await pb.fill("#text", "Phasing is of interest. <b>Who</b> verifies?");
   await pb.click("form#compose button[type=submit]");
   await pa.waitForSelector("li.note:has-text('Phasing is of interest. <b>Who</b> verifies?')", { timeout: WAIT });
+  // Alice's note: stored by both hosts, then delivered (Bao's receipt), shown as it happens.
+  const ours = "li.note.out:has-text('We could consider a phased approach.')";
+  await pa.waitForSelector(`${ours} .delivery[data-delivery=delivered]`, { timeout: WAIT });
+  const hostsOf = (r) => new URL(r.replace(/^bcr:/, "http:")).host;
+  await pa.fill("#text", "Both hosts carry this.");
+  await pa.press("#text", "Control+Enter");
+  const both = "li.note.out:has-text('Both hosts carry this.')";
+  await pa.waitForSelector(`${both} .delivery`);
+  await pa.waitForSelector(`${both} .delivery[data-delivery=delivered]`, { timeout: WAIT });
+  await pb.waitForSelector("li.note:has-text('Both hosts carry this.')");
+  check((await pb.locator("li.note:has-text('Both hosts carry this.')").count()) === 1, "a note over two hosts is shown once");
+
+  log("a contact's hosts: both up, both ways");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Bao@Delegation B") + "/routes");
+  for (const h of [RELAY, RELAY2]) await pa.waitForSelector(`table.routes tr[data-host='${hostsOf(h)}']`);
+  await pa.waitForFunction(() => document.querySelectorAll("table.routes tr[data-host] [data-state=up]").length === 4, null, { timeout: WAIT });
+  await screen(pa, "routes");
+  await go(pa, A, "/talk/talks");
   check((await pa.locator("li.note b").count()) === 0, "a peer's markup is shown as text");
   check((await pb.inputValue("#text")) === "", "the composer is cleared after sending");
 
@@ -363,7 +388,9 @@ try {
     const text = await pc.inputValue("#invitation");
     await go(page, origin, "/contacts");
     await page.fill("#text", text);
-    await page.click("form#accept button[type=submit]");
+    // Alice answers over a host she names; Bao over the invitation's.
+    if (name === "Alice") await page.fill("#accept-relay-1", RELAY);
+    await page.click("form#accept button[type=submit]:not([name])");
     await page.waitForURL(/\/contacts\/Omar%40Mediator$/);
     await go(pc, C, "/contacts");
     await pc.waitForSelector(`#live a:has-text('${name}')`, { timeout: WAIT });
@@ -396,6 +423,38 @@ try {
   const mark = await pb.textContent("li.note:has-text('Delegation A signals openness') .relayed");
   check(/Relayed by Omar \(rephrased\)/.test(mark), `the relayed mark: ${mark}`);
   check(!(await pb.content()).includes("Our principals could consider"), "the side's own words stay with the intermediary");
+
+  log("leaving the only host: the engine's refusal, where it happened");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Omar@Mediator") + "/routes");
+  await pa.click("table.routes a:has-text('Leave this host')");
+  await pa.waitForSelector("#drop-h:focus");
+  await pa.click("form#drop button[type=submit]");
+  await pa.waitForSelector("form#drop .problem:has-text('is the only host between you and Omar')");
+  check((await pa.locator("table.routes tr[data-host]").count()) === 1, "the host is still there");
+
+  log("a hotline channel: its heartbeat, and every member's hosts, live");
+  await go(pa, A, "/channels");
+  await pa.fill("#name", "crisis");
+  await pa.check("#hotline");
+  await pa.fill("#heartbeat", "2");
+  await pa.fill("#path_test", "1");
+  await pa.click("form#create button[type=submit]");
+  await pa.waitForURL(/\/channels\/crisis\/members$/);
+  await pa.waitForSelector("#hotline-rule:has-text('a heartbeat every 2 seconds')");
+  await pa.selectOption("#contact", "Bao@Delegation B");
+  await pa.click("form#add button[type=submit]");
+  await pa.waitForSelector("#live td:has-text('Bao')");
+  await go(pb, B, "/channels");
+  await pb.waitForSelector("#live a:has-text('crisis')", { timeout: WAIT });
+  await pb.waitForSelector("#live .badge.hot");
+  await go(pa, A, "/talk/crisis");
+  await pa.waitForSelector("#line:has-text('a heartbeat every 2 seconds')");
+  await pa.waitForFunction(() => document.querySelectorAll("#line li[data-member=Bao] [data-state=up]").length === 4, null, { timeout: WAIT });
+  await pa.fill("#text", "Confirm you read me.");
+  await pa.press("#text", "Control+Enter");
+  await pa.waitForSelector("li.note.out:has-text('Confirm you read me.') .delivery[data-delivery=delivered]", { timeout: WAIT });
+  await screen(pa, "hotline");
+  await go(pb, B, "/talk/muscat");
 
   log("after a restart without the passphrase, the open page asks for it and comes back");
   await harness("@@restart-locked b", "restarted");
