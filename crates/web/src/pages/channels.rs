@@ -196,8 +196,7 @@ fn member_hosts(contacts: &[backchannel_client::ContactView], name: &str, side: 
                 li {
                     code { (words::host(h)) } " "
                     @for r in [Direction::Out, Direction::In].iter().filter_map(|d| super::routes::pick(&c.routes, h, *d)) {
-                        span.visually-hidden { (words::direction(r.direction, &c.name)) " " }
-                        (super::routes::state_badge(r.state)) " "
+                        (super::routes::way_badge(r, &c.name))
                     }
                 }
             }

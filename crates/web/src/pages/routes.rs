@@ -36,6 +36,18 @@ pub fn ago(now: u64, at: u64) -> Markup {
     }
 }
 
+/// A route's state with its way shown: an arrow for the eye, words for a screen reader.
+pub fn way_badge(v: &RouteView, peer_name: &str) -> Markup {
+    html! {
+        span.way title=(words::direction(v.direction, peer_name)) {
+            span aria-hidden="true" { @match v.direction { Direction::Out => "→", Direction::In => "←" } }
+            span.visually-hidden { (words::direction(v.direction, peer_name)) " " }
+            (state_badge(v.state))
+        }
+        " "
+    }
+}
+
 pub fn state_badge(state: RouteState) -> Markup {
     let word = words::route_state(state);
     html! {
@@ -306,8 +318,7 @@ pub fn line(engine: &Engine, view: &ChannelView, hotline: &Hotline) -> Markup {
                                 span.host {
                                     code { (host(&relay)) } " "
                                     @for v in [Direction::Out, Direction::In].iter().filter_map(|d| pick(&c.routes, &relay, *d)) {
-                                        span.visually-hidden { (words::direction(v.direction, &m.name)) " " }
-                                        (state_badge(v.state)) " "
+                                        (way_badge(v, &m.name))
                                     }
                                 }
                             }
