@@ -2,7 +2,9 @@
 // starts a relay and two apps (Alice, Delegation A; Bao, Delegation B) and passes their
 // addresses in the environment. Two browser contexts negotiate through them: contacts and safety
 // numbers, a direct channel with notes both ways arriving live (also after one app restarts),
-// phases, a non-paper v1 → v2, a probe, a proposal ratified by both, exported and checked. Every
+// phases, a non-paper v1 → v2, a probe, a proposal ratified by both, exported and checked; the
+// crisis hotline (two hosts, their states, delivery marks, a hotline channel, adding, allowing
+// and refusing to leave the last host). Every
 // main screen is checked with axe-core and photographed. No sleeps: every wait is for something
 // the page shows.
 import { chromium } from "playwright-core";
@@ -455,6 +457,23 @@ try {
   await pa.waitForSelector("li.note.out:has-text('Confirm you read me.') .delivery[data-delivery=delivered]", { timeout: WAIT });
   await screen(pa, "hotline");
   await go(pb, B, "/talk/muscat");
+
+  log("a second host for a contact: added on one side, allowed on the other");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Omar@Mediator") + "/routes");
+  await pa.fill("#relay", RELAY2);
+  await pa.press("#relay", "Enter");
+  await pa.waitForSelector(`table.routes tr[data-host='${hostsOf(RELAY2)}']`);
+  check((await pa.locator("table.routes tr[data-host]").count()) === 2, "two hosts now");
+  await go(pc, C, "/contacts/" + encodeURIComponent("Alice@Delegation A") + "/routes");
+  const allow = `table.routes tr[data-host='${hostsOf(RELAY2)}'] button:has-text('Allow')`;
+  await pc.waitForSelector(allow, { timeout: WAIT });
+  await pc.waitForSelector("table.routes .note:has-text('Needs your allow')");
+  await pc.focus(allow);
+  await pc.keyboard.press("Enter");
+  await pc.waitForURL(/\/routes$/);
+  // The question goes; the host is Omar's to use now.
+  await pc.waitForFunction(() => !document.querySelector("table.routes .note strong"), null, { timeout: WAIT });
+  check((await pc.locator(allow).count()) === 0, "nothing left to allow");
 
   log("after a restart without the passphrase, the open page asks for it and comes back");
   await harness("@@restart-locked b", "restarted");
