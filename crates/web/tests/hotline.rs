@@ -159,6 +159,9 @@ async fn the_last_host_cannot_be_left_and_the_page_says_so_where_it_was_asked() 
     assert!(refused.body.contains(r#"id="problem-drop""#), "{}", refused.body);
     assert!(refused.body.contains("is the only host between you and Bao"), "{}", refused.body);
     assert_eq!(s.get(routes).await.body.matches("<tr data-host=").count(), 1, "nothing was left");
+    // The next invitation starts from the hosts our mailboxes are on.
+    let contacts = s.get("/contacts").await;
+    assert!(contacts.body.contains(&format!(r#"value="{address}""#)), "{}", contacts.body);
     let garbage = s.post(&format!("{routes}/drop"), "relay=nonsense").await;
     assert!(garbage.status == 422 && garbage.body.contains("not a host address"));
 

@@ -7,7 +7,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use backchannel_client::{ContactView, Engine};
+use backchannel_client::{ContactView, Direction, Engine};
 use backchannel_wire::RelayAddress;
 use maud::{Markup, html};
 
@@ -74,7 +74,7 @@ fn more_button(values: usize) -> Markup {
 /// The contacts page, with a fresh invitation or a problem to show.
 fn render(
     engine: &Engine,
-    invitation: Option<&str>,
+    invitation: Option<(&str, &[String])>,
     problem: Option<&Problem>,
     more: Option<&More<'_>>,
 ) -> Response {
@@ -149,22 +149,33 @@ fn verified_badge(verified: bool) -> Markup {
 
 fn invite_form(
     contacts: &[ContactView],
-    invitation: Option<&str>,
+    invitation: Option<(&str, &[String])>,
     shown: &Shown<'_>,
     more: Option<&More<'_>>,
 ) -> Markup {
     let typed = shown.0.filter(|p| p.form == "invite").map(|p| p.values.all("relay"));
-    let hosts = match (more, typed) {
-        (Some(m), _) => m.hosts.clone(),
-        (None, Some(t)) if !t.is_empty() => t,
-        _ => contacts.first().map(|c| vec![c.relay.clone()]).unwrap_or_default(),
+    // What was typed, else the hosts just used, else the hosts our mailboxes are on already.
+    let ours = || {
+        let mut hosts: Vec<String> = Vec::new();
+        for r in contacts.iter().flat_map(|c| &c.routes).filter(|r| r.direction == Direction::In) {
+            if !hosts.contains(&r.relay) {
+                hosts.push(r.relay.clone());
+            }
+        }
+        hosts
+    };
+    let hosts = match (more, typed, invitation) {
+        (Some(m), _, _) => m.hosts.clone(),
+        (None, Some(t), _) if !t.is_empty() => t,
+        (None, _, Some((_, used))) => used.to_vec(),
+        _ => ours(),
     };
     let expires = more.map_or("86400", |m| m.fields.get("expires"));
     let shown_count = hosts.len().max(1) + usize::from(more.is_some());
     html! {
         section.card aria-labelledby="invite-h" {
             h2 #invite-h { "Invite someone" }
-            @if let Some(text) = invitation {
+            @if let Some((text, _)) = invitation {
                 div.done role="status" {
                     p { "Your invitation is ready. Pass it to one person, over a channel you trust; it works once." }
                     label for="invitation" { "Invitation" }
@@ -250,7 +261,7 @@ pub async fn invite(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
     };
     let ttl = fields.get("expires").parse::<u64>().unwrap_or(86_400).clamp(60, 30 * 86_400);
     match engine.invite(&relays, ttl).await {
-        Ok(text) => render(&engine, Some(&text), None, None),
+        Ok(text) => render(&engine, Some((&text, &fields.all("relay"))), None, None),
         Err(e) => render(&engine, None, Some(&Problem::engine("invite", &e, &fields)), None),
     }
 }
