@@ -333,6 +333,11 @@ impl Engine {
         })
     }
 
+    /// A channel's hotline discipline (heartbeat and path-test intervals), if it is a hotline.
+    pub fn channel_hotline(&self, name: &str) -> Result<Option<backchannel_proto::channel::Hotline>> {
+        self.shared.batch(|b| b.channel(name).map(|c| c.state.hotline))
+    }
+
     pub fn channels(&self) -> Result<Vec<ChannelView>> {
         self.shared.batch(|b| {
             let all = b.tx.load_all::<backchannel_party::channel::Channel>()?;

@@ -17,9 +17,27 @@
 
   // Times: the server writes UTC; show the reader's own time.
   function localTimes(root) {
-    $$("time[datetime]", root).forEach((t) => {
+    agoTimes(root);
+    $$("time[datetime]:not([data-ago])", root).forEach((t) => {
       const d = new Date(t.getAttribute("datetime"));
       if (!isNaN(d)) t.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    });
+  }
+
+  // "3 minutes ago": kept current while the page is open (the title says the moment).
+  function agoTimes(root) {
+    const now = Date.now();
+    $$("time[data-ago]", root).forEach((t) => {
+      const at = new Date(t.getAttribute("datetime")).getTime();
+      if (isNaN(at)) return;
+      const s = Math.max(0, Math.floor((now - at) / 1000));
+      const plural = (n, unit) => (n === 1 ? `1 ${unit} ago` : `${n} ${unit}s ago`);
+      t.textContent = s < 5 ? "just now"
+        : s < 60 ? plural(s, "second")
+          : s < 3600 ? plural(Math.floor(s / 60), "minute")
+            : s < 86400 ? plural(Math.floor(s / 3600), "hour")
+              : plural(Math.floor(s / 86400), "day");
+      t.title = new Date(at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
     });
   }
 
@@ -107,17 +125,20 @@
       : el.type === "checkbox" || el.type === "radio"
         ? el.checked !== el.defaultChecked
         : el.type !== "hidden" && el.value !== el.defaultValue;
-  async function refreshLive() {
+  async function refreshLive(quiet) {
     const live = $("#live");
     if (!live) return;
-    if (refreshing) { again = true; return; }
-    // Busy: something in it is being filled in, or it shows a problem the reader must see.
+    if (refreshing) { if (quiet !== true) again = true; return; }
+    // Busy: something in it is being filled in or has the focus, or it shows a problem the
+    // reader must see.
     const busy = () =>
       $(".problem:not([hidden])", live) !== null ||
-      $$("input, textarea, select", live).some((el) => el === document.activeElement || edited(el));
+      $$("input, textarea, select, button, a[href]", live).some((el) => el === document.activeElement) ||
+      $$("input, textarea, select", live).some((el) => edited(el));
     const wait = () => {
       stale = true;
-      say("Something changed; it shows once you finish here.");
+      // A periodic refresh (times, states) waits without a word.
+      if (quiet !== true) say("Something changed; it shows once you finish here.");
     };
     if (busy()) return wait();
     refreshing = true;
@@ -178,7 +199,26 @@
       es.close();
       location.assign("/?next=" + encodeURIComponent(location.pathname + location.search));
     });
-    es.addEventListener("changed", refreshLive);
+    es.addEventListener("changed", () => refreshLive());
+    // Our notes' delivery, as it moves on (queued, sent, delivered, not confirmed).
+    es.addEventListener("delivery", (e) => {
+      JSON.parse(e.data).forEach(({ n, html }) => {
+        const old = $(`#e${n} .delivery`);
+        if (!old) return;
+        const holder = document.createElement("template");
+        holder.innerHTML = html;
+        old.replaceWith(holder.content);
+      });
+    });
+    // A hotline's line: every member's hosts, up or down.
+    es.addEventListener("line", (e) => {
+      const old = $("#line");
+      if (!old) return;
+      const holder = document.createElement("template");
+      holder.innerHTML = e.data;
+      const fresh = holder.content.firstElementChild;
+      if (fresh) old.replaceChildren(...fresh.childNodes);
+    });
     es.addEventListener("entries", (e) => {
       const data = JSON.parse(e.data);
       const stick = nearBottom();
@@ -298,6 +338,11 @@
     compose();
     const problem = $(".problem[role=alert]:not([hidden])");
     if (problem) problem.focus();
+    else if ($("[data-focus]")) $("[data-focus]").focus();
+    // Parts that change with time alone (states computed from when a host was last heard).
+    const live = $("#live[data-every]");
+    if (live) setInterval(() => refreshLive(true), Number(live.dataset.every) || 5000);
+    setInterval(() => agoTimes(document), 1000);
     // Only an unlocked party's pages (they have the main navigation) follow its events.
     if ($("nav[aria-label=Main]")) stream();
   });

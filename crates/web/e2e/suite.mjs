@@ -2,7 +2,9 @@
 // starts a relay and two apps (Alice, Delegation A; Bao, Delegation B) and passes their
 // addresses in the environment. Two browser contexts negotiate through them: contacts and safety
 // numbers, a direct channel with notes both ways arriving live (also after one app restarts),
-// phases, a non-paper v1 → v2, a probe, a proposal ratified by both, exported and checked. Every
+// phases, a non-paper v1 → v2, a probe, a proposal ratified by both, exported and checked; the
+// crisis hotline (two hosts, their states, delivery marks, a hotline channel, adding, allowing
+// and refusing to leave the last host). Every
 // main screen is checked with axe-core and photographed. No sleeps: every wait is for something
 // the page shows.
 import { chromium } from "playwright-core";
@@ -17,7 +19,7 @@ const env = (name) => {
   if (!v) throw new Error(`missing ${name}`);
   return v;
 };
-const A_URL = env("A_URL"), B_URL = env("B_URL"), C_URL = env("C_URL"), RELAY = env("RELAY"), PASS = env("PASSPHRASE");
+const A_URL = env("A_URL"), B_URL = env("B_URL"), C_URL = env("C_URL"), RELAY = env("RELAY"), RELAY2 = env("RELAY2"), PASS = env("PASSPHRASE");
 const OUT = env("OUT"), SHOTS = env("SHOTS"), FAILURES = env("FAILURES");
 const originOf = (u) => new URL(u).origin;
 const A = originOf(A_URL), B = originOf(B_URL), C = originOf(C_URL);
@@ -172,10 +174,16 @@ try {
   await go(pb, B, "/channels");
   check(!(await pb.content()).includes("evil"), "the refused post created nothing");
 
-  log("invite and accept");
+  log("invite over two hosts and accept");
   await go(pa, A, "/contacts");
   await pa.fill("#relay", RELAY);
-  await pa.click("form#invite button[type=submit]");
+  // Another host field, with the keyboard: the new field takes the focus.
+  await pa.focus("form#invite button[name=more]");
+  await pa.keyboard.press("Enter");
+  await pa.waitForSelector("#invite-relay-2:focus");
+  check((await pa.inputValue("#relay")) === RELAY, "the first host was kept");
+  await pa.keyboard.type(RELAY2);
+  await pa.click("form#invite button[type=submit]:not([name])");
   const invitation = await pa.inputValue("#invitation");
   check(invitation.startsWith("backchannel:"), "an invitation");
   await screen(pa, "contacts");
@@ -187,6 +195,7 @@ try {
   await pb.fill("#text", invitation);
   await pb.click("form#accept button[type=submit]");
   await pb.waitForURL(/\/contacts\/Alice%40Delegation%20A$/);
+  await pb.waitForSelector(".sub:has-text('2 hosts')");
   // Alice's page takes in Bao's answer by itself.
   await pa.waitForSelector("#live a:has-text('Bao')", { timeout: WAIT });
 
@@ -225,6 +234,24 @@ try {
   await pb.fill("#text", "Phasing is of interest. <b>Who</b> verifies?");
   await pb.click("form#compose button[type=submit]");
   await pa.waitForSelector("li.note:has-text('Phasing is of interest. <b>Who</b> verifies?')", { timeout: WAIT });
+  // Alice's note: stored by both hosts, then delivered (Bao's receipt), shown as it happens.
+  const ours = "li.note.out:has-text('We could consider a phased approach.')";
+  await pa.waitForSelector(`${ours} .delivery[data-delivery=delivered]`, { timeout: WAIT });
+  const hostsOf = (r) => new URL(r.replace(/^bcr:/, "http:")).host;
+  await pa.fill("#text", "Both hosts carry this.");
+  await pa.press("#text", "Control+Enter");
+  const both = "li.note.out:has-text('Both hosts carry this.')";
+  await pa.waitForSelector(`${both} .delivery`);
+  await pa.waitForSelector(`${both} .delivery[data-delivery=delivered]`, { timeout: WAIT });
+  await pb.waitForSelector("li.note:has-text('Both hosts carry this.')");
+  check((await pb.locator("li.note:has-text('Both hosts carry this.')").count()) === 1, "a note over two hosts is shown once");
+
+  log("a contact's hosts: both up, both ways");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Bao@Delegation B") + "/routes");
+  for (const h of [RELAY, RELAY2]) await pa.waitForSelector(`table.routes tr[data-host='${hostsOf(h)}']`);
+  await pa.waitForFunction(() => document.querySelectorAll("table.routes tr[data-host] [data-state=up]").length === 4, null, { timeout: WAIT });
+  await screen(pa, "routes");
+  await go(pa, A, "/talk/talks");
   check((await pa.locator("li.note b").count()) === 0, "a peer's markup is shown as text");
   check((await pb.inputValue("#text")) === "", "the composer is cleared after sending");
 
@@ -363,7 +390,9 @@ try {
     const text = await pc.inputValue("#invitation");
     await go(page, origin, "/contacts");
     await page.fill("#text", text);
-    await page.click("form#accept button[type=submit]");
+    // Alice answers over a host she names; Bao over the invitation's.
+    if (name === "Alice") await page.fill("#accept-relay-1", RELAY);
+    await page.click("form#accept button[type=submit]:not([name])");
     await page.waitForURL(/\/contacts\/Omar%40Mediator$/);
     await go(pc, C, "/contacts");
     await pc.waitForSelector(`#live a:has-text('${name}')`, { timeout: WAIT });
@@ -396,6 +425,55 @@ try {
   const mark = await pb.textContent("li.note:has-text('Delegation A signals openness') .relayed");
   check(/Relayed by Omar \(rephrased\)/.test(mark), `the relayed mark: ${mark}`);
   check(!(await pb.content()).includes("Our principals could consider"), "the side's own words stay with the intermediary");
+
+  log("leaving the only host: the engine's refusal, where it happened");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Omar@Mediator") + "/routes");
+  await pa.click("table.routes a:has-text('Leave this host')");
+  await pa.waitForSelector("#drop-h:focus");
+  await pa.click("form#drop button[type=submit]");
+  await pa.waitForSelector("form#drop .problem:has-text('is the only host between you and Omar')");
+  check((await pa.locator("table.routes tr[data-host]").count()) === 1, "the host is still there");
+
+  log("a hotline channel: its heartbeat, and every member's hosts, live");
+  await go(pa, A, "/channels");
+  await pa.fill("#name", "crisis");
+  await pa.check("#hotline");
+  await pa.fill("#heartbeat", "2");
+  await pa.fill("#path_test", "1");
+  await pa.click("form#create button[type=submit]");
+  await pa.waitForURL(/\/channels\/crisis\/members$/);
+  await pa.waitForSelector("#hotline-rule:has-text('a heartbeat every 2 seconds')");
+  await pa.selectOption("#contact", "Bao@Delegation B");
+  await pa.click("form#add button[type=submit]");
+  await pa.waitForSelector("#live td:has-text('Bao')");
+  await go(pb, B, "/channels");
+  await pb.waitForSelector("#live a:has-text('crisis')", { timeout: WAIT });
+  await pb.waitForSelector("#live .badge.hot");
+  await go(pa, A, "/talk/crisis");
+  await pa.waitForSelector("#line:has-text('a heartbeat every 2 seconds')");
+  await pa.waitForFunction(() => document.querySelectorAll("#line li[data-member=Bao] [data-state=up]").length === 4, null, { timeout: WAIT });
+  await pa.fill("#text", "Confirm you read me.");
+  await pa.press("#text", "Control+Enter");
+  await pa.waitForSelector("li.note.out:has-text('Confirm you read me.') .delivery[data-delivery=delivered]", { timeout: WAIT });
+  await screen(pa, "hotline");
+  await go(pb, B, "/talk/muscat");
+
+  log("a second host for a contact: added on one side, allowed on the other");
+  await go(pa, A, "/contacts/" + encodeURIComponent("Omar@Mediator") + "/routes");
+  await pa.fill("#relay", RELAY2);
+  await pa.press("#relay", "Enter");
+  await pa.waitForSelector(`table.routes tr[data-host='${hostsOf(RELAY2)}']`);
+  check((await pa.locator("table.routes tr[data-host]").count()) === 2, "two hosts now");
+  await go(pc, C, "/contacts/" + encodeURIComponent("Alice@Delegation A") + "/routes");
+  const allow = `table.routes tr[data-host='${hostsOf(RELAY2)}'] button:has-text('Allow')`;
+  await pc.waitForSelector(allow, { timeout: WAIT });
+  await pc.waitForSelector("table.routes .note:has-text('Needs your allow')");
+  await pc.focus(allow);
+  await pc.keyboard.press("Enter");
+  await pc.waitForURL(/\/routes$/);
+  // The question goes; the host is Omar's to use now.
+  await pc.waitForFunction(() => !document.querySelector("table.routes .note strong"), null, { timeout: WAIT });
+  check((await pc.locator(allow).count()) === 0, "nothing left to allow");
 
   log("after a restart without the passphrase, the open page asks for it and comes back");
   await harness("@@restart-locked b", "restarted");

@@ -74,10 +74,20 @@ fn concerns(update: &Update, name: &str) -> bool {
 /// What the status line says of the engine's own news: links, and troubles it went on past.
 fn link_text(update: &Update) -> Option<String> {
     match update {
-        Update::Link { up: true, detail: None, .. } => Some("Connected to your relay.".into()),
-        Update::Link { up: false, .. } => {
-            Some("Your relay cannot be reached; retrying. What you send waits.".into())
+        Update::Link { up: true, detail: None, relay } => {
+            Some(format!("Connected to the host {}.", crate::words::host(relay)))
         }
+        Update::Link { up: false, relay, .. } => Some(format!(
+            "The host {} cannot be reached; retrying. Notes go over your other hosts; what only it \
+             carries waits.",
+            crate::words::host(relay)
+        )),
+        Update::Route { contact, relay, state, .. } => Some(format!(
+            "The host {} is {} between you and {}.",
+            crate::words::host(relay),
+            crate::words::route_state(*state),
+            crate::words::peer(contact)
+        )),
         Update::Task { trouble } => Some(format!(
             "An introduction in “{}” could not be made: {}{}",
             crate::words::peer(&trouble.channel),
@@ -119,15 +129,39 @@ async fn next(
     }
 }
 
+/// How often a conversation page's stream looks again at the delivery of our notes still on
+/// their way: "sent" becomes "delivered" when a receipt comes (which no event announces), and
+/// "not confirmed" when its bound passes (which nothing announces either).
+const DELIVERY_TICK: Duration = Duration::from_millis(500);
+
+/// The delivery mark of each of our notes, by entry number (1-based).
+fn marks(entries: &[backchannel_client::EntryView]) -> Vec<(usize, String, bool)> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let d = e.delivery.as_ref()?;
+            let settled = d.status == backchannel_client::DeliveryStatus::Delivered;
+            Some((i + 1, crate::pages::talk::delivery(d).into_string(), settled))
+        })
+        .collect()
+}
+
 async fn follow(engine: &Engine, name: &str, start: usize, tx: &Tx) {
     let mut updates = engine.subscribe();
     let mut shown = start;
     let mut whole = false;
+    // What the page shows of each note's delivery (unknown at first: sent once in full).
+    let mut told: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    let hotline = engine.channel_hotline(name).ok().flatten();
+    let mut tick = tokio::time::interval(DELIVERY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let Ok(entries) = engine.read(name) else { return };
-        let (ctx, _) = Context::of(engine, name);
+        let (ctx, view) = Context::of(engine, name);
         let reset = whole || entries.len() < shown;
         let from = if reset { 0 } else { shown };
+        let current = marks(&entries);
         if reset || from < entries.len() {
             let html: String =
                 entries.iter().enumerate().skip(from).map(|(i, e)| entry(&ctx, i, e).into_string()).collect();
@@ -139,11 +173,56 @@ async fn follow(engine: &Engine, name: &str, start: usize, tx: &Tx) {
             if tx.send(Ok(event)).await.is_err() {
                 return;
             }
+            for (n, html, _) in current.iter().filter(|(n, ..)| *n > from) {
+                told.insert(*n, html.clone());
+            }
             shown = entries.len();
         }
-        match next(&mut updates, tx, |u| concerns(u, name)).await {
-            Some(again) => whole = again,
-            None => return,
+        let changed: Vec<serde_json::Value> = current
+            .iter()
+            .filter(|(n, html, _)| told.get(n) != Some(html))
+            .map(|(n, html, _)| serde_json::json!({ "n": n, "html": html }))
+            .collect();
+        if !changed.is_empty() {
+            let Ok(event) = Sse::default().event("delivery").json_data(&changed) else { return };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+            told.extend(current.iter().map(|(n, html, _)| (*n, html.clone())));
+        }
+        let waiting = current.iter().any(|(_, _, settled)| !settled);
+        whole = false;
+        // Until the conversation changes (or a note on its way may have moved on).
+        loop {
+            tokio::select! {
+                got = updates.recv() => {
+                    let update = match got {
+                        Ok(u) => u,
+                        Err(RecvError::Lagged(_)) => { whole = true; break; }
+                        Err(RecvError::Closed) => return,
+                    };
+                    if let Some(text) = link_text(&update)
+                        && tx.send(Ok(Sse::default().event("link").data(text))).await.is_err()
+                    {
+                        return;
+                    }
+                    if let (Update::Route { .. }, Some(h), Some(v)) = (&update, &hotline, &view) {
+                        let html = crate::pages::routes::line(engine, v, h).into_string();
+                        if tx.send(Ok(Sse::default().event("line").data(html))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if concerns(&update, name) {
+                        whole = matches!(&update, Update::Party { event: Event::GapClosed { .. } });
+                        // Take in the rest of a burst before reading once.
+                        while let Ok(u) = updates.try_recv() {
+                            whole |= matches!(&u, Update::Party { event: Event::GapClosed { .. } });
+                        }
+                        break;
+                    }
+                }
+                _ = tick.tick(), if waiting => break,
+            }
         }
     }
 }
@@ -151,7 +230,8 @@ async fn follow(engine: &Engine, name: &str, start: usize, tx: &Tx) {
 async fn nudge(engine: &Engine, tx: &Tx) {
     let mut updates = engine.subscribe();
     loop {
-        if next(&mut updates, tx, |u| matches!(u, Update::Party { .. })).await.is_none() {
+        let wanted = |u: &Update| matches!(u, Update::Party { .. } | Update::Route { .. });
+        if next(&mut updates, tx, wanted).await.is_none() {
             return;
         }
         if tx.send(Ok(Sse::default().event("changed").data("changed"))).await.is_err() {

@@ -5,8 +5,9 @@
 
 use axum::http::StatusCode;
 use backchannel_client::{
-    AbortReason, ChannelEvent, ClientError, DeclinedBy, ErrorKind, MessageFault, Mode, PeerReason, Phase,
-    ProbeEvent, ProbeStatus, ProbeView, Role, Why,
+    AbortReason, ChannelEvent, ClientError, DeclinedBy, DeliveryStatus, DeliveryView, Direction, ErrorKind,
+    Hotline, MessageFault, Mode, PeerReason, Phase, ProbeEvent, ProbeStatus, ProbeView, Role, RouteState,
+    Why,
 };
 use backchannel_redline::{MayAsk, ProbeKind, ProbeResult, ProbeTerms};
 
@@ -147,6 +148,11 @@ pub fn error(e: &ClientError) -> String {
             peer(why)
         ),
         E::InvitationReused => "This invitation was already used. Ask the sender for a new one.".into(),
+        E::InvitationUsed => {
+            "Someone else already used this invitation (or its sender withdrew it). Ask the sender for a \
+             new one, and tell them: whoever used it was not you."
+                .into()
+        }
         E::OwnInvitation => {
             "This is your own invitation: give it to the other person, who accepts it.".into()
         }
@@ -405,6 +411,31 @@ pub fn refusal(why: &Why) -> String {
             "Not delivered: the relay no longer keeps {}'s mailbox (it expired). Exchange a new invitation.",
             p(name)
         ),
+        W::InvitationUsed { name } => format!(
+            "The invitation from {} was already used by someone else (or withdrawn): ask them for a new one.",
+            p(name)
+        ),
+        W::RouteNeedsAllow { name, relay } => format!(
+            "{} asks to be reached through the host {}, which you do not use yet. It is not used until you \
+             allow it (the Allow button on {}'s hosts page).",
+            p(name),
+            host(relay),
+            p(name)
+        ),
+        W::RouteRefused { name, relay } => format!(
+            "The host {} refused the route to {} (their mailbox is not there); the other hosts carry on.",
+            host(relay),
+            p(name)
+        ),
+        W::LastRoute { name, relay } => format!(
+            "{} is the only host between you and {}, so it cannot be left: add another host first, then \
+             leave this one.",
+            host(relay),
+            p(name)
+        ),
+        W::NoRouteThere { name, relay } => {
+            format!("You and {} do not use the host {}: there is nothing to leave.", p(name), host(relay))
+        }
         W::TooLargeForRoute { name, len, .. } => {
             format!("A message of {len} bytes is too large for {}'s relay and was not sent.", p(name))
         }
@@ -457,6 +488,11 @@ fn channel_refusal(r: &backchannel_proto::channel::Refused) -> String {
         R::BadSignatories { max } => format!("A proposal names 1 to {max} sides that sign it."),
         R::BadProbeBudget { max } => format!("A probe budget is 1 to {max} probes."),
         R::BadProbeTerms { why } => format!("These probe terms do not work: {}.", peer(why)),
+        R::BadHotline => {
+            "A hotline's heartbeat is 1 second to 1 hour apart, and its path test at least as far \
+             apart as its heartbeat and at most 7 days."
+                .into()
+        }
         other => format!("Refused: {}.", peer(&other.to_string())),
     }
 }
@@ -703,6 +739,92 @@ pub fn probe_status(p: &ProbeView) -> String {
     }
 }
 
+/// A relay address as people read it: `HOST:PORT`, without the scheme and the key fingerprint
+/// (which the app keeps, and checks).
+pub fn host(relay: &str) -> String {
+    let bare = relay.strip_prefix("bcr://").unwrap_or(relay);
+    let bare = bare.split_once('#').map_or(bare, |(h, _)| h);
+    peer(bare)
+}
+
+/// A route's state in one or two words.
+pub fn route_state(state: RouteState) -> &'static str {
+    match state {
+        RouteState::Up => "up",
+        RouteState::Down => "down",
+        RouteState::Unknown => "not heard lately",
+    }
+}
+
+/// Which way a route carries notes, with `name` the contact.
+pub fn direction(d: Direction, name: &str) -> String {
+    match d {
+        Direction::Out => format!("You → {}", peer(name)),
+        Direction::In => format!("{} → you", peer(name)),
+    }
+}
+
+/// `12 seconds ago`, `3 minutes ago`: how long before `now` (both in ms) `at` was.
+pub fn ago(now_ms: u64, at_ms: u64) -> String {
+    let s = now_ms.saturating_sub(at_ms) / 1000;
+    let plural =
+        |n: u64, unit: &str| if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") };
+    match s {
+        0..=4 => "just now".into(),
+        5..=59 => plural(s, "second"),
+        60..=3599 => plural(s / 60, "minute"),
+        3600..=86_399 => plural(s / 3600, "hour"),
+        _ => plural(s / 86_400, "day"),
+    }
+}
+
+/// A hotline's line discipline, in a sentence.
+pub fn hotline(h: &Hotline) -> String {
+    format!(
+        "Hotline: a heartbeat every {} on every host, and every host tested end to end every {}. A host \
+         that misses 3 heartbeats is shown as down; notes go before anything else and are sent again until \
+         their receipt comes back.",
+        duration(u64::from(h.heartbeat_secs)),
+        duration(u64::from(h.path_test_secs))
+    )
+}
+
+/// One word for where a note of ours stands.
+pub fn delivery_word(s: DeliveryStatus) -> &'static str {
+    match s {
+        DeliveryStatus::Queued => "queued",
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::NotConfirmed => "not confirmed",
+    }
+}
+
+/// Where a note of ours stands, in a sentence.
+pub fn delivery(d: &DeliveryView) -> String {
+    let hosts = d.hosts.iter().map(|h| host(h)).collect::<Vec<_>>().join(", ");
+    let main = match d.status {
+        DeliveryStatus::Queued => {
+            "Queued: waiting to be sent (it goes out when a host can be reached).".to_owned()
+        }
+        DeliveryStatus::Sent => format!("Sent: stored by {hosts}; not yet confirmed on their device."),
+        DeliveryStatus::Delivered => "Delivered: it reached their device.".to_owned(),
+        DeliveryStatus::NotConfirmed => "NOT CONFIRMED: no receipt came back in time, so it may not have \
+             arrived. Say it again, or check with them another way."
+            .to_owned(),
+    };
+    match d.recipients.len() {
+        0 | 1 => main,
+        _ => {
+            let each: Vec<String> = d
+                .recipients
+                .iter()
+                .map(|r| format!("{} {}", peer(&r.name), delivery_word(r.status)))
+                .collect();
+            format!("{main} ({})", each.join(", "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +841,23 @@ mod tests {
         assert!(!shown.chars().any(is_hazard), "{shown:?}");
         assert!(shown.contains("\\u{202e}"));
         assert_eq!(peer_block("a\nb\u{202e}"), "a\nb\\u{202e}");
+    }
+
+    #[test]
+    fn hosts_and_times_read_as_words() {
+        assert_eq!(host("bcr://127.0.0.1:4443#abcDEF"), "127.0.0.1:4443");
+        assert_eq!(ago(70_000, 10_000), "1 minute ago");
+        assert_eq!(ago(10_000, 10_000), "just now");
+        assert!(
+            hotline(&Hotline::DEFAULT).contains("every 10 seconds")
+                && hotline(&Hotline::DEFAULT).contains("every 1 hour")
+        );
+        let d = DeliveryView {
+            status: DeliveryStatus::Sent,
+            hosts: vec!["bcr://h:1#x".into()],
+            recipients: vec![],
+        };
+        assert!(delivery(&d).contains("stored by h:1"), "{}", delivery(&d));
     }
 
     #[test]

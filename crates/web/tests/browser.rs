@@ -1,6 +1,6 @@
 //! The web app in a real browser: headless Chromium, driven by playwright-core from
 //! `crates/web/e2e/suite.mjs`, against apps in this process (two sides and, for a shuttle, an
-//! intermediary) and a real relay.
+//! intermediary) and two real relays (Alice and Bao are reached over both).
 //! The script tells this harness when to restart a party's app (`@@restart NAME` on its
 //! stdout) and waits for `restarted` on its stdin. Afterwards the exported agreement is checked
 //! with OpenSSH's `ssh-keygen -Y verify`.
@@ -77,6 +77,13 @@ async fn two_parties_negotiate_in_the_browser() {
         backchannel_relay::start(RelayOptions::new("127.0.0.1:0".parse().unwrap(), tmp.path().join("relay")))
             .await
             .unwrap();
+    // A second host: Alice and Bao are reached over both at once (the crisis hotline's two circuits).
+    let relay2 = backchannel_relay::start(RelayOptions::new(
+        "127.0.0.1:0".parse().unwrap(),
+        tmp.path().join("relay2"),
+    ))
+    .await
+    .unwrap();
     let (home_a, home_b) = (tmp.path().join("alice"), tmp.path().join("bao"));
     let a = start_ui(&home_a, "127.0.0.1:0".parse().unwrap(), false).await;
     let c = start_ui(&tmp.path().join("omar"), "127.0.0.1:0".parse().unwrap(), false).await;
@@ -84,8 +91,9 @@ async fn two_parties_negotiate_in_the_browser() {
     let b_addr = b.as_ref().unwrap().addr();
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
+    // docs/ui is refreshed only when asked (BACKCHANNEL_UI_SCREENSHOTS=$PWD/docs/ui).
     let shots = std::env::var_os("BACKCHANNEL_UI_SCREENSHOTS")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ui"), PathBuf::from);
+        .map_or_else(|| tmp.path().join("shots"), PathBuf::from);
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut node = tokio::process::Command::new("node")
@@ -95,6 +103,7 @@ async fn two_parties_negotiate_in_the_browser() {
         .env("B_URL", b.as_ref().unwrap().url_with_token())
         .env("C_URL", c.url_with_token())
         .env("RELAY", relay.address().to_string())
+        .env("RELAY2", relay2.address().to_string())
         .env("PASSPHRASE", PASSPHRASE)
         .env("OUT", &out)
         .env("SHOTS", &shots)
@@ -126,6 +135,7 @@ async fn two_parties_negotiate_in_the_browser() {
     b.unwrap().stop().await;
     c.stop().await;
     relay.shutdown().await;
+    relay2.shutdown().await;
 }
 
 /// The folder the page exported holds for OpenSSH's own tool, signature by signature.

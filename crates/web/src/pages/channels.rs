@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use backchannel_client::{ChannelView, Engine, Mode, Role};
+use backchannel_client::{ChannelView, Direction, Engine, Hotline, Mode, Role};
 use maud::{Markup, html};
 
 use super::contacts::contact_ref;
@@ -50,6 +50,7 @@ fn render_list(engine: &Engine, problem: Option<&Problem>) -> Response {
                             a href={ "/talk/" (seg(&channel_ref(c, &all))) } { bdi { (peer(&c.name)) } }
                             " — " (words::mode(c.mode)) ", phase " (words::phase(c.phase)) ", "
                             (c.members.len()) " members"
+                            @if engine.channel_hotline(&channel_ref(c, &all)).ok().flatten().is_some() { " — " span.badge.hot { "hotline" } }
                             @if c.removed { " — " strong { "you were removed" } }
                         }
                     }
@@ -89,6 +90,21 @@ fn create_form(shown: &Shown<'_>) -> Markup {
                 }
                 label for="retention" { "Keep exploratory notes for (days, empty for the default of 14)" }
                 input #retention name="retention" inputmode="numeric" pattern="[0-9]*" value=(v("retention"));
+                fieldset.hotline {
+                    legend { "Crisis hotline" }
+                    label.choice { input #hotline type="checkbox" name="hotline" value="1" checked[v("hotline") == "1"] aria-describedby="hotline-hint";
+                        " Make this channel a hotline" }
+                    p.hint #hotline-hint { "Every member's device sends a heartbeat on every host, so everyone sees at once "
+                        "when a host or a member goes silent; every host is tested end to end now and then; notes go "
+                        "before anything else and are sent again until their receipt comes back. Hosts see when your "
+                        "device is on. Fixed when the channel is made." }
+                    label for="heartbeat" { "Heartbeat every (seconds)" }
+                    input #heartbeat name="heartbeat" inputmode="numeric" pattern="[0-9]*"
+                        value=(match v("heartbeat") { "" => Hotline::DEFAULT.heartbeat_secs.to_string(), t => t.to_owned() });
+                    label for="path_test" { "Test every host end to end every (minutes)" }
+                    input #path_test name="path_test" inputmode="numeric" pattern="[0-9]*"
+                        value=(match v("path_test") { "" => (Hotline::DEFAULT.path_test_secs / 60).to_string(), t => t.to_owned() });
+                }
                 button type="submit" { "Create" }
             }
         }
@@ -122,8 +138,27 @@ pub async fn create(State(app): State<Arc<App>>, Form(fields): Form<Vec<(String,
             }
         },
     };
+    let hotline = match fields.get("hotline") {
+        "1" => {
+            let number = |f: &str| fields.get(f).trim().parse::<u32>().ok().filter(|n| *n > 0);
+            match (number("heartbeat"), number("path_test")) {
+                (Some(heartbeat_secs), Some(minutes)) => {
+                    Some(Hotline { heartbeat_secs, path_test_secs: minutes.saturating_mul(60) })
+                }
+                _ => {
+                    let p = Problem::new(
+                        "create",
+                        "Write the heartbeat (seconds) and the path test (minutes) as whole numbers above 0.",
+                        &fields,
+                    );
+                    return render_list(&engine, Some(&p));
+                }
+            }
+        }
+        _ => None,
+    };
     let name = fields.get("name").trim().to_owned();
-    match engine.channel_create(&name, mode, role, retention, None) {
+    match engine.channel_create(&name, mode, role, retention, hotline) {
         Ok(_) => layout::see_other(&format!("/channels/{}/members", seg(&name))),
         Err(e) => render_list(&engine, Some(&Problem::engine("create", &e, &fields))),
     }
@@ -144,12 +179,39 @@ fn link_state(connected: bool, verified: bool) -> Markup {
     }
 }
 
+/// A member's hosts, each with its state (both ways), linking to the contact's hosts page.
+fn member_hosts(contacts: &[backchannel_client::ContactView], name: &str, side: &str) -> Markup {
+    let Some(c) = contacts.iter().find(|c| c.name == name && c.side == side) else {
+        return html! {};
+    };
+    let mut hosts: Vec<&str> = Vec::new();
+    for r in &c.routes {
+        if !hosts.contains(&r.relay.as_str()) {
+            hosts.push(&r.relay);
+        }
+    }
+    html! {
+        ul.hosts {
+            @for h in &hosts {
+                li {
+                    code { (words::host(h)) } " "
+                    @for r in [Direction::Out, Direction::In].iter().filter_map(|d| super::routes::pick(&c.routes, h, *d)) {
+                        (super::routes::way_badge(r, &c.name))
+                    }
+                }
+            }
+        }
+        a href={ "/contacts/" (seg(&contact_ref(c))) "/routes" } { "Hosts" span.visually-hidden { " of " (peer(&c.name)) } }
+    }
+}
+
 fn render_members(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
     let view = match engine.channel(name) {
         Ok(v) => v,
         Err(e) => return failure("Channel", Nav::Channels, &e),
     };
     let contacts = engine.contacts().unwrap_or_default();
+    let hotline = engine.channel_hotline(name).ok().flatten();
     let shown = Shown(problem);
     let s = seg(name);
     let creator = we_created(&view);
@@ -160,10 +222,11 @@ fn render_members(engine: &Engine, name: &str, problem: Option<&Problem>) -> Res
     let body = html! {
         (channel_head(name, &view, Tab::Members))
         section #live data-src={ "/channels/" (s) "/members" } aria-labelledby="members-h" {
+            @if let Some(h) = &hotline { (super::routes::line(engine, &view, h)) }
             h2 #members-h { "Members" }
             (shown.error("remove"))
             table {
-                thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Safety number" } th scope="col" { "State" }
+                thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Safety number" } th scope="col" { "State" } th scope="col" { "Hosts" }
                     @if creator { th scope="col" { span.visually-hidden { "Actions" } } } } }
                 tbody {
                     @for m in &view.members {
@@ -172,6 +235,7 @@ fn render_members(engine: &Engine, name: &str, problem: Option<&Problem>) -> Res
                             td { (words::role(m.role)) }
                             td { @if let Some(sn) = &m.safety_number { code.safety { (sn) } } }
                             td { @if !m.you { (link_state(m.connected, m.verified)) } }
+                            td { @if !m.you { (member_hosts(&contacts, &m.name, &m.side)) } }
                             @if creator {
                                 td { @if !m.creator {
                                     form method="post" action={ "/channels/" (s) "/members/remove" } {

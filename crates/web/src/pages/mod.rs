@@ -9,6 +9,7 @@ mod papers;
 mod phase;
 mod probes;
 mod proposals;
+pub(crate) mod routes;
 mod setup;
 pub(crate) mod talk;
 
@@ -38,6 +39,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/contacts/{name}", get(contacts::show))
         .route("/contacts/{name}/verify", post(contacts::verify))
         .route("/contacts/{name}/qr.svg", get(contacts::qr))
+        .route("/contacts/{name}/routes", get(routes::show))
+        .route("/contacts/{name}/routes/add", post(routes::add))
+        .route("/contacts/{name}/routes/drop", post(routes::leave))
+        .route("/contacts/{name}/routes/allow", post(routes::allow))
         .route("/channels", get(channels::list).post(channels::create))
         .route("/channels/{name}/members", get(channels::members).post(channels::add))
         .route("/channels/{name}/members/remove", post(channels::remove))

@@ -8,7 +8,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use backchannel_client::{ChannelView, Engine, Entry, EntryView, Mode};
+use backchannel_client::{ChannelView, DeliveryStatus, DeliveryView, Engine, Entry, EntryView, Mode};
 use maud::{Markup, html};
 
 use super::{Tab, channel_head, engine, failure, me, we_created, who};
@@ -54,6 +54,7 @@ pub fn entry(ctx: &Context, i: usize, e: &EntryView) -> Markup {
                     p.relayed { "Relayed by " bdi { (peer(hub)) } @if *rephrased { " (rephrased)" } " — these are the intermediary's words" }
                 }
                 p.text { (peer_block(text)) }
+                @if let Some(d) = &e.delivery { (delivery(d)) }
                 @if let (Some(hub), false, None) = (&ctx.hub, *outgoing, relayed_by) {
                     (forward_form(ctx, hub, i + 1))
                 }
@@ -96,6 +97,19 @@ pub fn entry(ctx: &Context, i: usize, e: &EntryView) -> Markup {
         Entry::Legacy { text, at } => html! {
             li.event id={ "e" (i + 1) } data-n=(i + 1) { p { (peer(text)) " " (time(*at)) } }
         },
+    }
+}
+
+/// How one of our notes is doing; "not confirmed" stands out, since it asks the sender to act.
+pub fn delivery(d: &DeliveryView) -> Markup {
+    let word = words::delivery_word(d.status);
+    let text = words::delivery(d);
+    html! {
+        @match d.status {
+            DeliveryStatus::NotConfirmed => p.delivery.unconfirmed data-delivery=(word) { strong { (text) } },
+            DeliveryStatus::Delivered => p.delivery.delivered data-delivery=(word) { "✓ " (text) },
+            _ => p.delivery data-delivery=(word) { (text) },
+        }
     }
 }
 
@@ -148,8 +162,13 @@ fn render(engine: &Engine, name: &str, problem: Option<&Problem>) -> Response {
         }
     };
     let nav = if view.is_some() { Nav::Channels } else { Nav::Contacts };
+    let line = view.as_ref().and_then(|v| {
+        let hotline = engine.channel_hotline(name).ok().flatten()?;
+        Some(super::routes::line(engine, v, &hotline))
+    });
     let body = html! {
         (head)
+        @if let Some(line) = line { (line) }
         div.log role="log" aria-label="Conversation" {
             ol #timeline.timeline data-name=(name) data-count=(entries.len()) {
                 @for (i, e) in entries.iter().enumerate() { (entry(&ctx, i, e)) }
@@ -295,6 +314,30 @@ mod tests {
         assert!(!relayed.contains("<script>") && relayed.contains("&lt;script&gt;"), "{relayed}");
         let direct = draw(note("plain", None, false), None);
         assert!(!direct.contains("Relayed"), "{direct}");
+    }
+
+    #[test]
+    fn our_notes_say_how_their_delivery_goes_and_not_confirmed_stands_out() {
+        let ctx = Context { name: "talks".into(), hub: None };
+        let mut mine = note("x", None, false);
+        if let Entry::Note { outgoing, .. } = &mut mine {
+            *outgoing = true;
+        }
+        let with = |status| EntryView {
+            entry: mine.clone(),
+            open: None,
+            still_missing: None,
+            delivery: Some(DeliveryView { status, hosts: vec!["bcr://h1:1#f".into()], recipients: vec![] }),
+        };
+        let sent = entry_html(&ctx, with(DeliveryStatus::Sent));
+        assert!(sent.contains(r#"data-delivery="sent""#) && sent.contains("stored by h1:1"), "{sent}");
+        let lost = entry_html(&ctx, with(DeliveryStatus::NotConfirmed));
+        assert!(
+            lost.contains(r#"class="delivery unconfirmed""#) && lost.contains("<strong>NOT CONFIRMED"),
+            "{lost}"
+        );
+        let theirs = draw(note("x", None, false), None);
+        assert!(!theirs.contains("data-delivery"), "{theirs}");
     }
 
     #[test]
