@@ -113,7 +113,7 @@ impl Batch<'_, '_> {
     ) -> Result<(Channel, T)> {
         let mut channel = self.channel(name)?;
         let (value, step) = rule(&mut channel, self)?;
-        self.apply(step)?;
+        self.apply(channel.stamp(step))?;
         self.save_channel(&channel)?;
         Ok((channel, value))
     }
@@ -176,7 +176,7 @@ impl Batch<'_, '_> {
         let note = entries.get(entry.wrapping_sub(1));
         let (members, step) = channel.forward(&ctx, entry, note, to, rephrased)?;
         let out = self.fanout(&members);
-        self.apply(step)?;
+        self.apply(channel.stamp(step))?;
         Ok(out)
     }
 
