@@ -276,14 +276,21 @@ impl Batch<'_, '_> {
                 return Err(Why::NoSessionYet { name: peer.name });
             }
             let Channel { state, probes, .. } = c;
-            probes.propose(state, ctx, &peer, req)
+            let elsewhere = |side: &str, issue: &str| {
+                backchannel_party::Lookup::probes_elsewhere(lookup, &state.id, side, issue)
+            };
+            probes.propose_counting(state, ctx, &peer, req, &elsewhere)
         })
     }
 
     pub fn probe_accept(&mut self, name: &str, id: &str) -> Result<ProbeView> {
-        self.probe_op(name, |c, ctx, _| {
+        self.probe_op(name, |c, ctx, lookup| {
             let i = c.probes.find(&c.state.name, id)?;
-            Ok((i, c.probes.accept(&c.state, ctx, i)?))
+            let channel = c.state.id;
+            let elsewhere = |side: &str, issue: &str| {
+                backchannel_party::Lookup::probes_elsewhere(lookup, &channel, side, issue)
+            };
+            Ok((i, c.probes.accept_counting(&c.state, ctx, i, &elsewhere)?))
         })
     }
 
