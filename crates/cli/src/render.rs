@@ -123,8 +123,15 @@ pub fn mode(mode: Mode) -> &'static str {
 
 pub fn channel_summary(c: &ChannelView) -> String {
     let gone = if c.removed { "  [you were removed]" } else { "" };
+    let behind = match &c.behind {
+        Some((name, version)) => format!(
+            "  [{} holds version {version} of its state; the creator's update has not reached you]",
+            peer(name)
+        ),
+        None => String::new(),
+    };
     format!(
-        "{} ({}, phase {}, {} members){gone}",
+        "{} ({}, phase {}, {} members){gone}{behind}",
         peer(&c.name),
         mode(c.mode),
         c.phase.name(),
@@ -356,6 +363,13 @@ pub fn channel_event(what: &ChannelEvent) -> String {
             peer(name),
             peer(side),
             peer(title),
+            peer(name)
+        ),
+        C::StateForked { name, side, version } => format!(
+            "WARNING: {} ({}) holds another state of this channel than you under the same version {version}: \
+             the creator has shown members different states (members, phase or policies); compare with {} directly",
+            peer(name),
+            peer(side),
             peer(name)
         ),
         C::StateDiverges { name, theirs, ours } => {
@@ -823,6 +837,26 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00", "leap day");
         assert_eq!(time(1_795_000_000_000), "2026-11-18 11:06:40");
+    }
+
+    /// A note the host only delayed until its key was gone is said to have come too late, not
+    /// to have been altered (the session maps Olm's missing key to `TooLate`).
+    #[test]
+    fn a_delayed_note_is_said_to_be_late_not_altered() {
+        let late = fault(&MessageFault::TooLate);
+        assert!(late.contains("too late") && !late.contains("altered") && !late.contains("forged"), "{late}");
+        let forged = fault(&MessageFault::Forged { what: "block".into() });
+        assert!(forged.contains("altered"), "{forged}");
+    }
+
+    #[test]
+    fn a_state_fork_and_a_lag_are_told_with_escaped_names() {
+        let fork =
+            channel_event(&ChannelEvent::StateForked { name: "Bao\n".into(), side: "B".into(), version: 7 });
+        assert!(
+            fork.contains("different states") && fork.contains("version 7") && !fork.contains('\n'),
+            "{fork}"
+        );
     }
 
     #[test]

@@ -218,3 +218,99 @@ fn hostile_host_is_detected_in_every_scenario() {
         entries(&bao, "Alice", "rejected").len()
     );
 }
+
+/// The blocks of `relay` that are not in `before`.
+fn new_rows(relay: &Relay, before: &[Row]) -> Vec<Row> {
+    rows(relay).into_iter().filter(|r| !before.contains(r)).collect()
+}
+
+/// A note the acceptor sends right after its Hello, handed to the inviter *before* the Hello
+/// (the host reordered them), is neither dropped nor refused: it stays on the relay,
+/// unacknowledged, until the Hello has made the session, and is then shown once, with no gap
+/// (as threat-model.md §3.1 and protocol.md §13 say).
+#[test]
+fn a_note_the_host_hands_over_before_the_hello_is_kept_until_the_session_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(&tmp.path().join("relay"), 0);
+    let alice = Party::new(tmp.path(), "Alice", "A");
+    let bao = Party::new(tmp.path(), "Bao", "B");
+    let invitation = alice.ok(&["invite", "--relay", &relay.address]);
+    relay.stop();
+    let start = rows(&relay);
+    relay.restart();
+    bao.ok(&["accept", invitation.trim()]);
+    relay.stop();
+    let hello = new_rows(&relay, &start);
+    assert!(!hello.is_empty(), "the Hello is on the relay");
+    let queue = hello[0].0;
+    let after_hello = rows(&relay);
+    relay.restart();
+    bao.ok(&["send", "Alice", "an early note"]);
+    relay.stop();
+    let note: Vec<Row> = new_rows(&relay, &after_hello).into_iter().filter(|r| r.0 == queue).collect();
+    assert!(!note.is_empty(), "the note went to the invitation's queue");
+    // The host hands the note's blocks out first, then the Hello's.
+    let mut seqs: Vec<i64> = hello.iter().chain(&note).filter(|r| r.0 == queue).map(|r| r.1).collect();
+    seqs.sort_unstable();
+    let reordered = note.iter().chain(hello.iter().filter(|r| r.0 == queue));
+    for (seq, row) in seqs.into_iter().zip(reordered) {
+        overwrite(&relay, &(queue, seq, Vec::new()), &row.2);
+    }
+    relay.restart();
+    alice.ok(&["sync"]);
+    alice.ok(&["sync"]);
+    assert_eq!(texts(&alice, "Bao"), ["an early note"]);
+    assert!(entries(&alice, "Bao", "rejected").is_empty(), "{:?}", entries(&alice, "Bao", "rejected"));
+    assert!(entries(&alice, "Bao", "gap").is_empty(), "no gap: the note was not lost");
+}
+
+/// M2: frames that never complete (the host, or anyone holding the queue's key, keeps back
+/// the last block of each) are bounded per inbox: beyond 16, the oldest are acknowledged, so
+/// they leave the relay and its quota, and the conversation says how many never arrived whole.
+/// Before, none was ever acknowledged and each stayed until the relay's TTL.
+#[test]
+fn frames_that_never_complete_are_bounded_acknowledged_and_reported() {
+    const MAX_PARTIAL_FRAMES: usize = 16;
+    let Pair { tmp: _tmp, mut relay, alice, bao } = Pair::introduced();
+    let long = |i: usize| format!("note {i}: {}", "y".repeat(6000));
+    let mut partial: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    let mut cut = Vec::new();
+    let mut kept: Vec<Vec<(i64, i64)>> = Vec::new();
+    for i in 0..MAX_PARTIAL_FRAMES + 2 {
+        let blocks = send_and_capture(&alice, &mut relay, "Bao", &long(i));
+        let mut by_queue: std::collections::BTreeMap<i64, Vec<Row>> = std::collections::BTreeMap::new();
+        for row in blocks {
+            by_queue.entry(row.0).or_default().push(row);
+        }
+        for (queue, mut rows) in by_queue {
+            if rows.len() < 2 {
+                continue; // not this note (a receipt or other short frame)
+            }
+            rows.sort_by_key(|r| r.1);
+            cut.push(rows.pop().unwrap());
+            kept.push(rows.iter().map(|r| (r.0, r.1)).collect());
+            *partial.entry(queue).or_default() += 1;
+        }
+        relay.restart();
+    }
+    relay.stop();
+    for row in &cut {
+        delete(&relay, row);
+    }
+    relay.restart();
+    bao.ok(&["sync"]);
+    let expected: usize = partial.values().map(|n| n.saturating_sub(MAX_PARTIAL_FRAMES)).sum();
+    assert!(expected >= 2, "the test cut more frames than an inbox keeps in pieces: {partial:?}");
+    let dropped: u64 = entries(&bao, "Alice", "rejected")
+        .iter()
+        .filter(|e| e["why"]["code"] == "incomplete")
+        .map(|e| e["why"]["frames"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dropped, expected as u64, "{:?}", entries(&bao, "Alice", "rejected"));
+    assert!(texts(&bao, "Alice").iter().all(|t| !t.starts_with("note ")), "nothing incomplete is shown");
+    relay.stop();
+    let on_relay: Vec<(i64, i64)> = rows(&relay).iter().map(|r| (r.0, r.1)).collect();
+    let still_there = kept.iter().filter(|f| f.iter().any(|b| on_relay.contains(b))).count();
+    let in_pieces: usize = partial.values().map(|n| (*n).min(MAX_PARTIAL_FRAMES)).sum();
+    assert_eq!(still_there, in_pieces, "the dropped frames' blocks were acknowledged and left the relay");
+}

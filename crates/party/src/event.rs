@@ -197,6 +197,13 @@ pub enum ChannelEvent {
         side: String,
         title: String,
     },
+    /// A member holds another state than ours under the same version: the creator published
+    /// two different states (to different members).
+    StateForked {
+        name: String,
+        side: String,
+        version: u64,
+    },
     /// The channel's state differs from what a member holds (it says which version).
     StateDiverges {
         name: String,

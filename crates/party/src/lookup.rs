@@ -2,6 +2,7 @@
 //! implements it over its store and the sessions it holds; tests implement it in memory.
 
 use backchannel_proto::identity::{Card, PartyKey};
+use backchannel_proto::message::ChannelId;
 
 use crate::step::TextId;
 
@@ -15,6 +16,13 @@ pub trait Lookup {
     fn text(&self, id: &TextId) -> Option<String>;
     /// How many channels we are not in hold messages for strangers now.
     fn held_channels(&self) -> usize;
+    /// Probes on `issue` with a member of side `side` in our channels other than `channel`
+    /// (see `ChannelProbes::spent_with`): a probe budget is kept per counterpart side across
+    /// channels.
+    fn probes_elsewhere(&self, channel: &ChannelId, side: &str, issue: &str) -> u32 {
+        let _ = (channel, side, issue);
+        0
+    }
 }
 
 /// A party that knows nothing beyond what a rule is given (no contacts, no texts).

@@ -459,6 +459,84 @@ fn a_state_not_from_the_creator_is_refused_and_changes_nothing() {
     assert_eq!(w.channel(C, ch).state.member(&w.key(C)).unwrap().role, Role::Observer);
 }
 
+/// M5: a creator that shows two members different states under one version (here a phase
+/// moved for Chen alone) is found out at the next channel message between them, which names
+/// the state its sender holds; an honest phase move, with its messages crossing, shows nothing.
+#[test]
+fn a_creator_showing_members_different_states_is_found_out_by_the_next_message_between_them() {
+    const A: Who = 0;
+    const B: Who = 1;
+    const C: Who = 2;
+    let people = [("Alice", "A"), ("Bao", "B"), ("Chen", "C")];
+    let (mut w, ch) =
+        World::channel_of(&people, Mode::Direct, Role::Principal, &[Role::Principal, Role::Principal]);
+    w.settle();
+    let forked = |w: &World, who: Who| {
+        w.events(who, ch).into_iter().filter(|e| matches!(e, ChannelEvent::StateForked { .. })).count()
+    };
+    // Honest: every consent crosses the creator's tallies on the way, and nothing is shown.
+    move_phase(&mut w, ch, &[A, B, C], Phase::Drafting);
+    assert_eq!([forked(&w, A), forked(&w, B), forked(&w, C)], [0, 0, 0]);
+    assert!((0..3).all(|p| w.view(p, ch).behind.is_none()));
+    // The creator moves the phase on for Chen only; Bao gets the same version unchanged.
+    let base = w.channel(A, ch).state;
+    let mut for_bao = base.clone();
+    for_bao.version += 1;
+    let mut for_chen = for_bao.clone();
+    for_chen.phase = Phase::Agreed;
+    w.clear();
+    w.send(A, B, ch, &ChannelBody::State { state: for_bao });
+    w.send(A, C, ch, &ChannelBody::State { state: for_chen });
+    w.settle();
+    assert_eq!(w.channel(C, ch).state.phase, Phase::Agreed, "each update on its own passes the rules");
+    assert_eq!(forked(&w, C), 0, "nothing to compare yet");
+    // Bao's next channel message to Chen names Bao's state: same version, another digest.
+    w.put_paper(B, ch, "Framework", TEXT).unwrap();
+    w.settle();
+    assert_eq!(
+        w.events(C, ch).into_iter().find(|e| matches!(e, ChannelEvent::StateForked { .. })),
+        Some(ChannelEvent::StateForked { name: "Bao".into(), side: "B".into(), version: base.version + 1 })
+    );
+    assert_eq!(forked(&w, B), 0, "Bao heard nothing from Chen yet");
+    // Told once per version, not at every message.
+    w.put_paper(B, ch, "Framework", "second draft").unwrap();
+    w.settle();
+    assert_eq!(forked(&w, C), 1);
+}
+
+/// L2: the host keeps the creator's removal of Dara from Chen. Chen cannot know from the
+/// creator, but the next channel message from Bao names a newer state, and Chen's view says
+/// it is behind until the state arrives.
+#[test]
+fn a_member_kept_from_the_creators_update_is_shown_behind_by_the_next_message_of_another() {
+    const A: Who = 0;
+    const B: Who = 1;
+    const C: Who = 2;
+    let people = [("Alice", "A"), ("Bao", "B"), ("Chen", "C"), ("Dara", "D")];
+    let (mut w, ch) = World::channel_of(
+        &people,
+        Mode::Direct,
+        Role::Principal,
+        &[Role::Principal, Role::Principal, Role::Principal],
+    );
+    w.settle();
+    w.remove(A, ch, "Dara").unwrap();
+    let kept = w.take(|e| e.to == C && e.is_state());
+    w.settle();
+    let version = w.channel(A, ch).state.version;
+    assert_eq!(w.channel(B, ch).state.version, version);
+    assert!(w.view(C, ch).behind.is_none(), "nothing says so yet");
+    w.consent(B, ch, Some(Phase::Drafting)).unwrap();
+    let to_chen = w.take(|e| e.from == B && e.to == C);
+    w.deliver(to_chen);
+    assert_eq!(w.view(C, ch).behind, Some(("Bao".to_owned(), version)));
+    assert!(w.channel(C, ch).state.member(&w.key(3)).is_some(), "Chen still counts Dara in: the limit");
+    w.deliver(kept);
+    assert_eq!(w.channel(C, ch).state.version, version);
+    assert_eq!(w.view(C, ch).behind, None, "caught up");
+    w.settle();
+}
+
 #[test]
 fn a_creators_state_that_changes_what_no_update_may_change_is_refused_and_changes_nothing() {
     const A: Who = 0;

@@ -437,6 +437,17 @@ impl ChannelState {
             .collect()
     }
 
+    /// Which state this is, as every channel message names the state its sender holds: its
+    /// version and a digest of all of it, so two members holding different states under one
+    /// version (a creator showing each something else) see it at their next message.
+    pub fn at(&self) -> StateAt {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"backchannel/channel-state/v1");
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        StateAt { version: self.version, digest: h.finalize().into() }
+    }
+
     /// The sides whose consent moves the phase: every side with a principal in the channel.
     pub fn sides(&self) -> Vec<String> {
         let mut sides: Vec<String> =
@@ -444,6 +455,55 @@ impl ChannelState {
         sides.sort();
         sides.dedup();
         sides
+    }
+}
+
+/// The state a channel message's sender held when it sent it (see [`ChannelState::at`]).
+/// Carried beside the body's fields as `state_at`; older peers neither send nor read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAt {
+    pub version: u64,
+    #[serde(with = "digest_b64")]
+    pub digest: [u8; 32],
+}
+
+/// What a member's [`StateAt`] says about ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compared {
+    /// The same state, or one of us is behind the other by an update not yet arrived.
+    Same,
+    /// It holds a newer version than we do: an update from the creator has not reached us.
+    Ahead,
+    /// We hold a newer version: ours has not reached it yet.
+    Behind,
+    /// The same version, another state: the creator published two different states.
+    Forked,
+}
+
+impl StateAt {
+    pub fn compare(&self, ours: &ChannelState) -> Compared {
+        let mine = ours.at();
+        match self.version.cmp(&mine.version) {
+            std::cmp::Ordering::Greater => Compared::Ahead,
+            std::cmp::Ordering::Less => Compared::Behind,
+            std::cmp::Ordering::Equal if self.digest != mine.digest => Compared::Forked,
+            std::cmp::Ordering::Equal => Compared::Same,
+        }
+    }
+}
+
+mod digest_b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let bytes = STANDARD_NO_PAD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)?;
+        bytes.try_into().map_err(|_| serde::de::Error::custom("a state digest has 32 bytes"))
     }
 }
 
@@ -596,6 +656,20 @@ impl ChannelBody {
         Ok(body)
     }
 
+    /// The body with the state its sender holds beside its fields (`state_at`).
+    pub fn encode_at(&self, at: &StateAt) -> Vec<u8> {
+        stamp(&self.encode(), at)
+    }
+
+    /// The state a received body says its sender held, if it says (older peers do not).
+    pub fn state_at(bytes: &[u8]) -> Option<StateAt> {
+        #[derive(Deserialize)]
+        struct Stamp {
+            state_at: Option<StateAt>,
+        }
+        serde_json::from_slice::<Stamp>(bytes).ok().and_then(|s| s.state_at)
+    }
+
     /// Bounds a receiver enforces; a sender checks them first to give a clear error.
     pub fn check(&self) -> std::result::Result<(), Refused> {
         let title_ok =
@@ -639,6 +713,16 @@ impl ChannelBody {
             _ => Ok(()),
         }
     }
+}
+
+/// Adds `state_at` to an encoded body (unchanged if it is not a JSON object).
+pub fn stamp(body: &[u8], at: &StateAt) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    let Ok(at) = serde_json::to_value(at) else { return body.to_vec() };
+    fields.insert("state_at".into(), at);
+    serde_json::to_vec(&fields).unwrap_or_else(|_| body.to_vec())
 }
 
 #[cfg(test)]
@@ -780,6 +864,33 @@ mod tests {
             panic!("not a ratification")
         };
         assert_eq!((signed_at, possession), (None, None));
+    }
+
+    /// Every channel message can name the state its sender holds (M5): a body stamped with it
+    /// still decodes as before (older peers ignore the field), the stamp reads back, and a
+    /// state that differs in anything under the same version is told apart from a newer one.
+    #[test]
+    fn a_stamped_body_names_its_senders_state_and_a_fork_is_told_from_a_lag() {
+        let (s, ..) = direct();
+        let body = ChannelBody::PhaseConsent { phase: Phase::Drafting };
+        let stamped = body.encode_at(&s.at());
+        assert_eq!(ChannelBody::decode(&stamped).unwrap(), body, "the body is unchanged");
+        assert_eq!(ChannelBody::state_at(&stamped), Some(s.at()));
+        assert_eq!(ChannelBody::state_at(&body.encode()), None, "an older peer's body names none");
+        assert_eq!(s.at().compare(&s), Compared::Same);
+        let mut other = s.clone();
+        other.members[2].role = Role::Principal;
+        assert_eq!(other.at().compare(&s), Compared::Forked, "same version, other members");
+        let mut newer = s.clone();
+        newer.version += 1;
+        assert_eq!(newer.at().compare(&s), Compared::Ahead);
+        assert_eq!(s.at().compare(&newer), Compared::Behind);
+        let copy: ChannelState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(copy.at(), s.at(), "a stored and reloaded state has the same digest");
+        let mut bent = stamped.clone();
+        let at = bent.windows(9).position(|w| w == b"digest\":\"").unwrap();
+        bent[at + 9] ^= 1;
+        assert_ne!(ChannelBody::state_at(&bent), Some(s.at()), "a bent stamp is not the state");
     }
 
     #[test]

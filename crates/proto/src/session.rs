@@ -407,6 +407,31 @@ mod tests {
         assert_eq!(alice.open(&note(&mut bao, "b2")).unwrap().sender_seq, 2);
     }
 
+    /// What a delay costs, as docs/protocol.md §13 and §16.5 say: Olm keeps the key of a held-
+    /// back message only if the message that overtakes it is at most 40 ahead (and until 40
+    /// later skipped keys push it out). A note whose key is gone is refused as too late (the
+    /// post-quantum layer already showed it is the peer's), never as altered; the others open.
+    #[test]
+    fn a_note_held_back_past_olms_kept_keys_is_too_late_not_forged() {
+        let (mut alice, mut bao, _) = pair();
+        let notes: Vec<Vec<u8>> = (0..42).map(|i| note(&mut alice, &format!("n{i}"))).collect();
+        assert_eq!(bao.open(&notes[41]).unwrap().body, b"n41", "41 ahead of the first");
+        assert_eq!(bao.open(&notes[0]).unwrap_err(), ProtoError::TooLate);
+        for (i, n) in notes.iter().enumerate().take(41).skip(1) {
+            assert_eq!(bao.open(n).unwrap().body, format!("n{i}").as_bytes(), "note {i}");
+        }
+        assert_eq!(bao.open(&notes[0]).unwrap_err(), ProtoError::TooLate, "still too late, and no panic");
+
+        // Overtaken one by one by many more than 40 later notes, a note still opens: its key
+        // was kept when the first of them arrived, and in-order arrivals skip no key.
+        let (mut alice, mut bao, _) = pair();
+        let notes: Vec<Vec<u8>> = (0..60).map(|i| note(&mut alice, &format!("m{i}"))).collect();
+        for n in &notes[1..] {
+            bao.open(n).unwrap();
+        }
+        assert_eq!(bao.open(&notes[0]).unwrap().body, b"m0");
+    }
+
     #[test]
     fn tampered_frames_leave_the_session_usable() {
         let (mut alice, mut bao, hs) = pair();

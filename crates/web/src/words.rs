@@ -580,6 +580,13 @@ pub fn channel_event(what: &ChannelEvent) -> String {
             peer(title),
             peer(name)
         ),
+        C::StateForked { name, side, version } => format!(
+            "Warning: {} ({}) holds another state of this channel than you under the same version {version}. \
+             The creator has shown members different states (members, phase or policies); compare with {} directly.",
+            peer(name),
+            peer(side),
+            peer(name)
+        ),
         C::StateDiverges { name, theirs, ours } => format!(
             "{} holds version {theirs} of this channel's membership, you hold version {ours}.",
             peer(name)

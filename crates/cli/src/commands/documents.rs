@@ -260,3 +260,40 @@ fn read_at_most(path: &Path, max: u64) -> Option<Vec<u8>> {
     std::fs::File::open(path).ok()?.take(max + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() as u64 <= max).then_some(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    use super::*;
+    use backchannel_proto::agreement::MANIFEST_FILE;
+
+    /// L7: `agreement verify` reads plain files only. A manifest that is a symbolic link (to
+    /// a file it would otherwise read), a FIFO (which would block the read) or a device is
+    /// refused by name, before anything is opened.
+    #[test]
+    fn an_export_folder_with_a_link_fifo_or_device_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, b"{}").unwrap();
+        let folder = dir.path().join("export");
+        std::fs::create_dir(&folder).unwrap();
+        let manifest = folder.join(MANIFEST_FILE);
+        let refused = |why: &str| {
+            let err = read_export(&folder).map(drop).expect_err("refused").to_string();
+            assert!(err.contains("is not a plain file") && err.contains(MANIFEST_FILE), "{why}: {err}");
+        };
+        std::os::unix::fs::symlink(&elsewhere, &manifest).unwrap();
+        refused("a symbolic link");
+        std::fs::remove_file(&manifest).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&manifest).status().unwrap();
+        assert!(made.success(), "mkfifo");
+        refused("a FIFO");
+        std::fs::remove_file(&manifest).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+        refused("a device behind a link");
+        std::fs::remove_file(&manifest).unwrap();
+        std::fs::write(&manifest, b"{}").unwrap();
+        let err = read_export(&folder).map(drop).expect_err("an empty manifest is no agreement").to_string();
+        assert!(!err.contains("is not a plain file"), "a plain file is read: {err}");
+    }
+}

@@ -35,8 +35,17 @@ pub(crate) struct ContactRecord {
     #[serde(default)]
     pub lines: Lines,
     pub trackers: Vec<(ChannelId, SeqTracker)>,
+    /// Channels we were not in when this contact first sent for them, oldest first: their
+    /// trackers are bounded ([`MAX_STRANGER_TRACKERS`]), so made-up channel ids cannot grow
+    /// the record without end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strangers: Vec<ChannelId>,
     pub added_at: u64,
 }
+
+/// Most trackers one contact keeps for channels we are not in (their messages are held, a
+/// few, or refused); beyond it the oldest is dropped.
+pub(crate) const MAX_STRANGER_TRACKERS: usize = 16;
 
 impl Record for ContactRecord {
     const KIND: &'static str = "contact";
@@ -63,6 +72,7 @@ impl ContactRecord {
             routes,
             lines: Lines::default(),
             trackers: Vec::new(),
+            strangers: Vec::new(),
             added_at: now,
         }
     }
@@ -75,6 +85,21 @@ impl ContactRecord {
     /// The host we first reached this contact through (where introductions start).
     pub fn first_relay(&self) -> Option<&backchannel_wire::RelayAddress> {
         self.inboxes.iter().find(|i| i.current()).or(self.inboxes.first()).map(|i| &i.relay)
+    }
+
+    /// The tracker of a channel message: `ours` says whether we are in its channel (or it is
+    /// the direct conversation). Trackers of channels we are not in are bounded.
+    pub fn tracker_for(&mut self, channel: ChannelId, ours: bool) -> &mut SeqTracker {
+        if ours {
+            self.strangers.retain(|c| *c != channel);
+        } else if !self.trackers.iter().any(|(c, _)| *c == channel) {
+            self.strangers.push(channel);
+            while self.strangers.len() > MAX_STRANGER_TRACKERS {
+                let gone = self.strangers.remove(0);
+                self.trackers.retain(|(c, _)| *c != gone);
+            }
+        }
+        self.tracker(channel)
     }
 
     pub fn tracker(&mut self, channel: ChannelId) -> &mut SeqTracker {
@@ -213,5 +238,34 @@ impl Contacts {
             Some(session) => tx.save(id, &SessionRecord(session.pickle())),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use backchannel_proto::identity::Identity;
+
+    /// L4: a contact that sends for ever new made-up channel ids keeps at most
+    /// `MAX_STRANGER_TRACKERS` trackers for them; the direct conversation's tracker and those
+    /// of channels we are in stay, whatever it sends.
+    #[test]
+    fn trackers_for_channels_we_are_not_in_are_bounded() {
+        let card = Identity::generate("Bao", "B").unwrap().card();
+        let mut c = ContactRecord::new(card, Vec::new(), Vec::new(), 0);
+        c.tracker_for(ChannelId::DIRECT, true);
+        let ours = ChannelId([1; 16]);
+        let _ = c.tracker_for(ours, true).record(5);
+        for i in 0..1000u32 {
+            let mut id = [9u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let _ = c.tracker_for(ChannelId(id), false).record(1);
+        }
+        assert_eq!(c.trackers.len(), 2 + MAX_STRANGER_TRACKERS);
+        assert_eq!(c.strangers.len(), MAX_STRANGER_TRACKERS);
+        assert!(c.trackers.iter().any(|(ch, _)| *ch == ChannelId::DIRECT));
+        let kept = c.trackers.iter().find(|(ch, _)| *ch == ours).map(|(_, t)| t.clone());
+        assert_eq!(kept.map(|t| t.missing()), Some(vec![(1, 4)]), "our channel's tracker is untouched");
     }
 }

@@ -454,6 +454,27 @@ impl Lookup for Batch<'_, '_> {
         }
     }
 
+    fn probes_elsewhere(
+        &self,
+        channel: &backchannel_proto::message::ChannelId,
+        side: &str,
+        issue: &str,
+    ) -> u32 {
+        let counted = self.tx.load_all::<backchannel_party::channel::Channel>().map(|all| {
+            all.iter()
+                .filter(|(_, c)| c.state.id != *channel)
+                .map(|(_, c)| c.probes.spent_with(side, issue))
+                .fold(0u32, u32::saturating_add)
+        });
+        match counted {
+            Ok(n) => n,
+            Err(e) => {
+                self.lookup_error.borrow_mut().get_or_insert(e);
+                u32::MAX
+            }
+        }
+    }
+
     fn held_channels(&self) -> usize {
         let held = self.tx.load_all::<backchannel_party::channel::HeldMessages>().and_then(|all| {
             let mut count = 0;

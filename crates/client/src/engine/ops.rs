@@ -113,7 +113,7 @@ impl Batch<'_, '_> {
     ) -> Result<(Channel, T)> {
         let mut channel = self.channel(name)?;
         let (value, step) = rule(&mut channel, self)?;
-        self.apply(step)?;
+        self.apply(channel.stamp(step))?;
         self.save_channel(&channel)?;
         Ok((channel, value))
     }
@@ -176,7 +176,7 @@ impl Batch<'_, '_> {
         let note = entries.get(entry.wrapping_sub(1));
         let (members, step) = channel.forward(&ctx, entry, note, to, rephrased)?;
         let out = self.fanout(&members);
-        self.apply(step)?;
+        self.apply(channel.stamp(step))?;
         Ok(out)
     }
 
@@ -276,14 +276,21 @@ impl Batch<'_, '_> {
                 return Err(Why::NoSessionYet { name: peer.name });
             }
             let Channel { state, probes, .. } = c;
-            probes.propose(state, ctx, &peer, req)
+            let elsewhere = |side: &str, issue: &str| {
+                backchannel_party::Lookup::probes_elsewhere(lookup, &state.id, side, issue)
+            };
+            probes.propose_counting(state, ctx, &peer, req, &elsewhere)
         })
     }
 
     pub fn probe_accept(&mut self, name: &str, id: &str) -> Result<ProbeView> {
-        self.probe_op(name, |c, ctx, _| {
+        self.probe_op(name, |c, ctx, lookup| {
             let i = c.probes.find(&c.state.name, id)?;
-            Ok((i, c.probes.accept(&c.state, ctx, i)?))
+            let channel = c.state.id;
+            let elsewhere = |side: &str, issue: &str| {
+                backchannel_party::Lookup::probes_elsewhere(lookup, &channel, side, issue)
+            };
+            Ok((i, c.probes.accept_counting(&c.state, ctx, i, &elsewhere)?))
         })
     }
 

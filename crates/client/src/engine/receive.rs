@@ -279,10 +279,12 @@ impl Batch<'_, '_> {
         let from = contact.card.clone();
         let channel_name = self.channel_name(&msg.channel)?;
         let Some(contact) = self.contacts.get_mut(id) else { return Ok(()) };
+        // A channel we hold has a name; one we are not in shows as "" (bounded trackers).
+        let ours = channel_name.as_deref().is_none_or(|n| !n.is_empty());
         // Every kind is numbered, so a newer peer's other kinds leave no false gap.
         let (arrival, step) = conversation::track(
             &ctx,
-            contact.tracker(msg.channel),
+            contact.tracker_for(msg.channel, ours),
             id,
             &from.name,
             channel_name.as_deref(),

@@ -29,10 +29,43 @@ use crate::error::{ClientError, Result};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer a relay may give: a full fetch page (a page of `MAX_BATCH` blocks of the
+/// largest size, each with its seq) and some room. Anything longer is refused, not collected.
+pub(crate) const MAX_ANSWER: usize =
+    6 + backchannel_wire::MAX_BATCH * (8 + backchannel_wire::MAX_BLOCK_SIZE) + 64 * 1024;
 /// Longest wait before asking a rate-limited relay again for a queue.
 const CREATE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub type WsStream = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
+
+/// Why an answer could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Longer than any answer a relay gives: refused before it fills memory.
+    TooLarge,
+    /// The connection failed on the way.
+    Failed(String),
+}
+
+impl Answer {
+    fn failed(e: impl std::fmt::Display) -> Self {
+        Answer::Failed(e.to_string())
+    }
+}
+
+/// Collects a body of at most `max` bytes (a relay's answer is bounded: a hostile or broken
+/// one must not make us buffer without end).
+pub(crate) async fn collect_at_most<B>(body: B, max: usize) -> std::result::Result<Bytes, Answer>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Answer::TooLarge),
+        Err(e) => Err(Answer::failed(e)),
+    }
+}
 
 /// Accepts exactly the certificate whose SHA-256 the relay address pins, and checks that
 /// the handshake is signed by that certificate's key.
@@ -313,15 +346,18 @@ impl RelayClient {
         }
         let req = req.body(Full::new(body)).map_err(|e| self.protocol(e.to_string()))?;
         let exchange = async {
-            self.sender.ready().await?;
-            let resp = self.sender.send_request(req).await?;
+            self.sender.ready().await.map_err(Answer::failed)?;
+            let resp = self.sender.send_request(req).await.map_err(Answer::failed)?;
             let status = resp.status();
-            Ok::<_, hyper::Error>((status, resp.into_body().collect().await?.to_bytes()))
+            Ok::<_, Answer>((status, collect_at_most(resp.into_body(), MAX_ANSWER).await?))
         };
         let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| self.unreachable("request timed out"))?
-            .map_err(|e| self.unreachable(&e.to_string()))?;
+            .map_err(|e| match e {
+                Answer::TooLarge => self.protocol(format!("an answer longer than {MAX_ANSWER} bytes")),
+                Answer::Failed(why) => self.unreachable(&why),
+            })?;
         if status.is_success() { Ok(bytes) } else { Err(self.refused(status, &bytes)) }
     }
 
@@ -372,4 +408,26 @@ pub async fn connect_ws(address: &RelayAddress) -> Result<WsStream> {
         relay: address.to_string(),
         why: "the address lists no node".into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// L6: an answer is collected only up to its bound; one byte more is refused, whether
+    /// the length is announced or streamed in pieces.
+    #[test]
+    fn a_relays_answer_is_collected_only_up_to_its_bound() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let body = |n: usize| Full::new(Bytes::from(vec![7u8; n]));
+            assert_eq!(collect_at_most(body(1000), 1000).await.unwrap().len(), 1000);
+            assert_eq!(collect_at_most(body(1001), 1000).await, Err(Answer::TooLarge));
+            let pieces = (0..11).map(|_| {
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(vec![1u8; 100])))
+            });
+            let streamed = http_body_util::StreamBody::new(futures_util::stream::iter(pieces));
+            assert_eq!(collect_at_most(streamed, 1000).await, Err(Answer::TooLarge));
+        });
+    }
 }

@@ -78,3 +78,27 @@ pub fn derive(passphrase: &Passphrase, salt: &[u8], params: &Params) -> Result<S
     argon.hash_password_into(passphrase.0.as_bytes(), salt, &mut key.0).map_err(bad)?;
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn params(m: u32, t: u32, p: u32) -> Vec<u8> {
+        [m, t, p].iter().flat_map(|v| v.to_be_bytes()).collect()
+    }
+
+    /// L8: stored key-derivation parameters are bounded: a planted or damaged file cannot make
+    /// unlocking take hours or gigabytes, nor weaken the key with a trivial cost.
+    #[test]
+    fn stored_kdf_parameters_outside_the_bounds_are_refused() {
+        let (_, ours) = new_salt_and_params();
+        assert!(Params::from_bytes(ours.as_bytes()).is_some(), "what we write is read");
+        for (m, t, p) in
+            [(4 << 20, 3, 1), (64 * 1024, 1000, 1), (64 * 1024, 3, 0), (64, 3, 1), (64 * 1024, 0, 1)]
+        {
+            assert!(Params::from_bytes(&params(m, t, p)).is_none(), "m={m} t={t} p={p}");
+        }
+        assert!(Params::from_bytes(&ours.as_bytes()[..8]).is_none(), "cut short");
+    }
+}

@@ -10,7 +10,7 @@ mod receive;
 mod shuttle;
 
 use backchannel_proto::channel::{
-    ChannelState, Hotline, Member, MemberKey, Mode, Phase, PhasePolicy, PhaseVote, Role,
+    ChannelState, Compared, Hotline, Member, MemberKey, Mode, Phase, PhasePolicy, PhaseVote, Role, StateAt,
 };
 use backchannel_proto::identity::{Card, safety_number};
 use backchannel_proto::message::Kind;
@@ -49,6 +49,14 @@ pub struct Channel {
     /// moves them to its own queue when it opens the channel.
     #[serde(default, rename = "waiting", skip_serializing_if = "Vec::is_empty")]
     pub legacy_waiting: Vec<LegacyWaiting>,
+    /// A member whose messages say it holds a newer state than ours (its name and that
+    /// version): an update from the creator has not reached us yet, or was kept from us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<(String, u64)>,
+    /// The last version at which a member was found holding another state than ours (told
+    /// once per version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_at: Option<u64>,
 }
 
 /// A message an earlier version kept for a member without a session.
@@ -92,6 +100,10 @@ pub struct ChannelView {
     /// A phase change under consideration, and the sides that have not consented yet.
     pub proposed_phase: Option<(Phase, Vec<String>)>,
     pub removed: bool,
+    /// A member holds a newer state than ours (its name and version): the creator's update
+    /// has not reached us yet, or was kept from us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<(String, u64)>,
 }
 
 impl Channel {
@@ -104,7 +116,56 @@ impl Channel {
             docs: Documents::default(),
             probes: ChannelProbes::default(),
             legacy_waiting: Vec::new(),
+            ahead: None,
+            forked_at: None,
         }
+    }
+
+    /// Stamps this channel's messages in `step` with the state we hold (its version and
+    /// digest), so members that hold another state see it (M5). A message to someone no longer
+    /// a member (the notice to a removed member) is not stamped: the digest would let it test
+    /// guesses of who remains.
+    pub fn stamp(&self, mut step: Step) -> Step {
+        let at = self.state.at();
+        for effect in &mut step.effects {
+            if let Effect::Seal { to, channel, kind: Kind::Channel, body } = effect
+                && *channel == self.state.id
+                && to.iter().all(|k| self.state.member(k).is_some())
+            {
+                *body = backchannel_proto::channel::stamp(body, &at);
+            }
+        }
+        step
+    }
+
+    /// What a member's message says about the state it holds, against ours: a newer version
+    /// is remembered (shown in the channel's view until ours catches up); the same version
+    /// with another digest means the creator published two states, and is told. Returns
+    /// whether the channel changed, and what to record.
+    pub fn heard_state(&mut self, ctx: &Ctx<'_>, sender: &Card, at: &StateAt) -> (bool, Step) {
+        let mut step = Step::none();
+        let before = (self.ahead.clone(), self.forked_at);
+        if self.state.member(&sender.party()).is_some() && !self.removed {
+            match at.compare(&self.state) {
+                Compared::Ahead if self.ahead.as_ref().is_none_or(|(_, v)| *v < at.version) => {
+                    self.ahead = Some((sender.name.clone(), at.version));
+                }
+                Compared::Forked if self.forked_at != Some(at.version) => {
+                    self.forked_at = Some(at.version);
+                    let what = ChannelEvent::StateForked {
+                        name: sender.name.clone(),
+                        side: sender.side.clone(),
+                        version: at.version,
+                    };
+                    self.tell(&mut step, ctx, what);
+                }
+                _ => {}
+            }
+        }
+        if self.ahead.as_ref().is_some_and(|(_, v)| *v <= self.state.version) {
+            self.ahead = None;
+        }
+        ((self.ahead.clone(), self.forked_at) != before, step)
     }
 
     /// Creates a channel with us as its creator and only member. `retention_secs` replaces
@@ -215,6 +276,7 @@ impl Channel {
             members,
             proposed_phase: self.vote.to.map(|p| (p, self.vote.missing(&self.state))),
             removed: self.removed,
+            behind: self.ahead.clone(),
         }
     }
 

@@ -61,6 +61,7 @@ pub fn receive(
         return match Channel::first_contact(ctx, lookup, incoming.sender, body) {
             Ok((mut channel, step)) => {
                 let step = step.and(receive_held(&mut channel, ctx, lookup, held));
+                let step = channel.stamp(step);
                 Received { channel: Some(channel), changed: true, step }
             }
             Err(why) => rejected(None, &contact, incoming.sender, why, ctx),
@@ -74,10 +75,17 @@ pub fn receive(
         return Received { channel: Some(channel), changed: false, step: Step::none() };
     }
     let version = channel.state.version;
-    let (changed, mut step) = checked(&mut channel, ctx, lookup, incoming.sender, incoming.msg, body);
+    let (mut changed, mut step) = checked(&mut channel, ctx, lookup, incoming.sender, incoming.msg, body);
     if is_state && channel.state.version != version {
         step = step.and(receive_held(&mut channel, ctx, lookup, held));
     }
+    if let Some(at) = ChannelBody::state_at(&incoming.msg.body).filter(|_| incoming.msg.kind == Kind::Channel)
+    {
+        let (heard, told) = channel.heard_state(ctx, incoming.sender, &at);
+        changed |= heard;
+        step = step.and(told);
+    }
+    let step = channel.stamp(step);
     Received { channel: Some(channel), changed, step }
 }
 

@@ -138,7 +138,13 @@ impl ChannelProbes {
     /// Probes counted in `phase` (those touching `issue`, if given): logged in this side's
     /// ledger, or proposed or accepted and not run yet (but `except`).
     fn used(&self, phase: &str, issue: Option<&str>, except: Option<&ProbeRef>) -> u32 {
-        let touches = |t: &ProbeTerms| t.phase == phase && issue.is_none_or(|i| t.issues().contains(&i));
+        // Labels compare normalised, as the ledger counts them: "Months" and " months" are one
+        // issue, and a pending proposal under either spends the same budget.
+        let norm = backchannel_redline::normalise_label;
+        let (phase, issue) = (norm(phase), issue.map(norm));
+        let touches = |t: &ProbeTerms| {
+            norm(&t.phase) == phase && issue.as_ref().is_none_or(|i| t.issues().iter().any(|x| norm(x) == *i))
+        };
         let logged = self.ledger.iter().flat_map(|l| l.log().entries()).filter(|e| touches(&e.terms)).count();
         let pending = self
             .list
@@ -148,8 +154,30 @@ impl ChannelProbes {
         u32::try_from(logged + pending).unwrap_or(u32::MAX)
     }
 
-    /// Refuses a probe the budget has no room for.
-    fn check_room(&self, terms: &ProbeTerms, budget: ProbeBudget, except: Option<&ProbeRef>) -> Outcome<()> {
+    /// Probes of this channel with a member of `side` that touch `issue` (both normalised),
+    /// run, running or still to run (declined ones never ran): what a budget kept across
+    /// channels counts.
+    pub fn spent_with(&self, side: &str, issue: &str) -> u32 {
+        let norm = backchannel_redline::normalise_label;
+        let (side, issue) = (norm(side), norm(issue));
+        let n = self
+            .list
+            .iter()
+            .filter(|p| !matches!(p.status, Status::Declined(_) | Status::DeclinedBy(_)))
+            .filter(|p| norm(&p.peer_side) == side && p.terms.issues().iter().any(|x| norm(x) == issue))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Refuses a probe the budget has no room for. `elsewhere` counts the probes on an issue
+    /// with the same counterpart side in our other channels: a new channel starts no new budget.
+    fn check_room(
+        &self,
+        terms: &ProbeTerms,
+        budget: ProbeBudget,
+        except: Option<&ProbeRef>,
+        elsewhere: &dyn Fn(&str) -> u32,
+    ) -> Outcome<()> {
         let spent = |issue: Option<&str>, used: u32, limit: u32| {
             Err(Why::BudgetSpent {
                 used,
@@ -164,7 +192,7 @@ impl ChannelProbes {
             return spent(None, in_phase, budget.per_phase);
         }
         for issue in terms.issues() {
-            let used = self.used(&terms.phase, Some(issue), except);
+            let used = self.used(&terms.phase, Some(issue), except).saturating_add(elsewhere(issue));
             if used >= budget.per_issue {
                 return spent(Some(issue), used, budget.per_issue);
             }
@@ -241,10 +269,23 @@ impl ChannelProbes {
         peer: &Card,
         req: &ProbeRequest,
     ) -> Outcome<(usize, Step)> {
+        self.propose_counting(state, ctx, peer, req, &|_, _| 0)
+    }
+
+    /// [`Self::propose`], with `elsewhere(side, issue)` the probes on that issue with that
+    /// counterpart side in our other channels (the engine counts them in its store).
+    pub fn propose_counting(
+        &mut self,
+        state: &ChannelState,
+        ctx: &Ctx<'_>,
+        peer: &Card,
+        req: &ProbeRequest,
+        elsewhere: &dyn Fn(&str, &str) -> u32,
+    ) -> Outcome<(usize, Step)> {
         let terms = build_terms(state, ctx, &peer.side, &req.spec, req.asker)?;
         admissible(state, ctx, &peer.party(), &terms)?;
         let budget = self.proposal_budget(req.budget)?;
-        self.check_room(&terms, budget, None)?;
+        self.check_room(&terms, budget, None, &|issue| elsewhere(&peer.side, issue))?;
         let id: ProbeRef = backchannel_proto::crypto::random_array();
         let we_ask = match &terms.may_ask {
             MayAsk::Only(side) => *side == ctx.me.side,
@@ -265,6 +306,18 @@ impl ChannelProbes {
 
     /// Accepts a probe the other side proposed; runs it if our input is in and we ask.
     pub fn accept(&mut self, state: &ChannelState, ctx: &Ctx<'_>, i: usize) -> Outcome {
+        self.accept_counting(state, ctx, i, &|_, _| 0)
+    }
+
+    /// [`Self::accept`], counting the probes in our other channels as
+    /// [`Self::propose_counting`] does.
+    pub fn accept_counting(
+        &mut self,
+        state: &ChannelState,
+        ctx: &Ctx<'_>,
+        i: usize,
+        elsewhere: &dyn Fn(&str, &str) -> u32,
+    ) -> Outcome {
         let p = &self.list[i];
         if p.proposed_by_us {
             return Err(Why::NotYourProbeToAccept { probe: short(&p.id), peer: p.peer_name.clone() });
@@ -276,7 +329,7 @@ impl ChannelProbes {
         if let Some(fixed) = self.budget.filter(|b| *b != p.budget) {
             return Err(Why::BudgetMismatch { fixed, asked: p.budget });
         }
-        self.check_room(&p.terms, p.budget, Some(&p.id))?;
+        self.check_room(&p.terms, p.budget, Some(&p.id), &|issue| elsewhere(&p.peer_side, issue))?;
         let (id, peer, budget, peer_name) = (p.id, p.peer, p.budget, p.peer_name.clone());
         self.fix_budget(&ctx.me.side, budget)?;
         self.list[i].status = Status::Accepted;
@@ -473,7 +526,7 @@ impl ChannelProbes {
                 Some(fixed) if fixed != budget => Err(Why::BudgetMismatch { fixed, asked: budget }),
                 _ => Ok(()),
             })
-            .and_then(|()| self.check_room(&terms, budget, None));
+            .and_then(|()| self.check_room(&terms, budget, None, &|_| 0));
         self.list.push(ProbeRecord::new(id, sender, false, we_ask, terms.clone(), budget, op.ctx.now_ms));
         let i = self.list.len() - 1;
         match check {

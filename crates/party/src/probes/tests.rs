@@ -376,6 +376,55 @@ fn proposals_beyond_the_budget_count_before_they_run() {
     assert!(matches!(other_budget, Why::PendingBudget { .. }), "{other_budget:?}");
 }
 
+/// M7 (client): the budget counts issues as the ledger does, normalised, so a pending probe
+/// on "Months" leaves no room for one on " months" or "MONTHS" under a budget of one.
+#[test]
+fn a_relabelled_issue_spends_the_same_budget_before_it_runs() {
+    let mut w = World::direct();
+    let one = Some(ProbeBudget { per_issue: 1, per_phase: 5 });
+    w.propose(Who::A, single("Months", 9), one).unwrap();
+    for relabelled in [" months", "MONTHS", "months  "] {
+        let err = refusal(w.propose(Who::A, single(relabelled, 9), one));
+        assert!(matches!(err, Why::BudgetSpent { used: 1, limit: 1, .. }), "{relabelled:?}: {err:?}");
+    }
+    w.propose(Who::A, single("troops", 9), one).unwrap();
+}
+
+/// M7 (client): probes with the same counterpart side on the same issue in other channels
+/// count against the budget, so a fresh channel is no fresh budget; other sides and issues
+/// are not touched, and the responder's client counts its own channels too.
+#[test]
+fn probes_on_an_issue_with_a_side_in_other_channels_spend_the_budget() {
+    let mut w = World::direct();
+    let two = Some(ProbeBudget { per_issue: 2, per_phase: 5 });
+    let elsewhere = |side: &str, issue: &str| {
+        u32::from(side == "B" && backchannel_redline::normalise_label(issue) == "months")
+    };
+    let req = |issue: &str| ProbeRequest {
+        with: String::new(),
+        spec: single(issue, 9),
+        asker: Asker::Me,
+        budget: two,
+    };
+    let (r1, r2, r3) = (req("months"), req("Months"), req("troops"));
+    w.op(Who::A, |book, state, ctx, peer| book.propose_counting(state, ctx, peer, &r1, &elsewhere)).unwrap();
+    let err = refusal(
+        w.op(Who::A, |book, state, ctx, peer| book.propose_counting(state, ctx, peer, &r2, &elsewhere)),
+    );
+    assert!(matches!(err, Why::BudgetSpent { used: 2, limit: 2, .. }), "one here and one elsewhere: {err:?}");
+    w.op(Who::A, |book, state, ctx, peer| book.propose_counting(state, ctx, peer, &r3, &elsewhere)).unwrap();
+    assert_eq!(w.a.book.spent_with("b", " MONTHS"), 1, "what another channel would count");
+    assert_eq!(w.a.book.spent_with("C", "months"), 0);
+    // Bao's client counts its own other channels: it cannot accept.
+    let id = short(&w.b.book.list[0].id);
+    let theirs = |side: &str, issue: &str| 2 * u32::from(side == "A" && issue == "months");
+    let err = refusal(w.op(Who::B, |book, state, ctx, _| {
+        let i = book.find("talks", &id)?;
+        Ok(((), book.accept_counting(state, ctx, i, &theirs)?))
+    }));
+    assert!(matches!(err, Why::BudgetSpent { .. }), "{err:?}");
+}
+
 #[test]
 fn a_tampered_reply_aborts_the_probe_on_both_sides() {
     let mut w = World::direct();

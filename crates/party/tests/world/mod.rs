@@ -286,7 +286,8 @@ impl World {
         let ctx = Ctx { me: &party.card, now_ms };
         let (out, step) = f(&mut channel, &ctx, &party.view(), &party.identity)?;
         party.channels.insert(ch, save(&channel));
-        self.apply(who, step);
+        // As the engine does: every channel message names the state its sender holds.
+        self.apply(who, channel.stamp(step));
         Ok(out)
     }
 
