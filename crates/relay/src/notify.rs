@@ -140,6 +140,12 @@ impl Hub {
         }
     }
 
+    /// Those of `ids` followed here, with the highest seq their followers were handed or read.
+    pub fn seen_of(&self, ids: &[QueueId]) -> Vec<(QueueId, u64)> {
+        let queues = self.lock();
+        ids.iter().filter_map(|id| queues.get(id).map(|f| (*id, f.seen))).collect()
+    }
+
     /// Every followed queue with the highest seq its followers were handed or read.
     pub fn followed(&self) -> Vec<(QueueId, u64)> {
         self.lock().iter().map(|(id, f)| (*id, f.seen)).collect()

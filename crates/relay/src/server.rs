@@ -25,7 +25,7 @@ use crate::error::{ApiFailure, Rejected, io_reason};
 use crate::lean_tls::LeanTls;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::notify::Hub;
+use crate::notify::MAILBOX_BLOCKS;
 use crate::routes::{self, AppState};
 use crate::store::{AnyStore, StoreOptions, StoreStats, Wake, unix_now};
 use crate::{RelayConfig, RelayError, RelayOptions, load_or_create_tls};
@@ -74,7 +74,7 @@ async fn serve(
     };
     let purge = tokio::spawn(purge_loop(state.clone()));
     let scrapes = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
-    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, Arc::clone(&state.hub))));
+    let wakes = state.store.wakes().map(|rx| tokio::spawn(forward_wakes(rx, state.clone())));
     // With several nodes, a wake-up dies with a node killed between its commit and its
     // notification: once a second, compare the followed queues with the store.
     let sweep = state.store.wakes_are_shared().then(|| tokio::spawn(sweep_loop(state.clone())));
@@ -239,12 +239,47 @@ async fn serve_metrics(listener: TcpListener, state: AppState) {
     }
 }
 
-/// Passes the store's wake-ups (blocks committed through other relay nodes) to followers here.
-async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, hub: Arc<Hub>) {
-    while let Some(wake) = wakes.recv().await {
-        match wake {
-            Wake::Queue(recv_id) => hub.wake(&recv_id),
-            Wake::All => hub.wake_all(),
+/// Most queues named in one read of blocks committed through other nodes.
+const TAIL_QUEUES: usize = 256;
+
+/// Passes the store's wake-ups (blocks committed through other relay nodes) to followers
+/// here. The wake-ups waiting are taken together and their queues read in one query, after
+/// the last seq this node's followers saw; the blocks are handed over as this node's own
+/// commits are. A queue with a full page read, or a read that failed, falls back to its
+/// followers reading the store for themselves.
+async fn forward_wakes(mut wakes: mpsc::Receiver<Wake>, state: AppState) {
+    while let Some(first) = wakes.recv().await {
+        let (mut ids, mut all) = (Vec::new(), false);
+        let mut next = Some(first);
+        while let Some(wake) = next {
+            match wake {
+                Wake::Queue(recv_id) => ids.push(recv_id),
+                Wake::All => all = true,
+            }
+            next = wakes.try_recv().ok();
+        }
+        if all {
+            state.hub.wake_all();
+            continue;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for wanted in state.hub.seen_of(&ids).chunks(TAIL_QUEUES) {
+            match state.store.tail(wanted, MAILBOX_BLOCKS).await {
+                Ok(Some(blocks)) => {
+                    state.hub.committed(&blocks);
+                    for (recv_id, _) in wanted {
+                        if blocks.iter().filter(|c| c.recv_id == *recv_id).count() >= MAILBOX_BLOCKS {
+                            state.hub.wake(recv_id);
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    for (recv_id, _) in wanted {
+                        state.hub.wake(recv_id);
+                    }
+                }
+            }
         }
     }
 }

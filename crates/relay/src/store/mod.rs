@@ -246,6 +246,20 @@ impl AnyStore {
         }
     }
 
+    /// Blocks after the given seqs of these queues (up to `per_queue` each, in seq order), read
+    /// in one go for this node's followers when other nodes said the queues have news; `None`
+    /// for SQLite (one node, which hands over everything it commits).
+    pub(crate) async fn tail(
+        &self,
+        wanted: &[(QueueId, u64)],
+        per_queue: usize,
+    ) -> Result<Option<Vec<crate::notify::Committed>>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(p) => p.tail(wanted, per_queue).await.map(Some),
+        }
+    }
+
     /// Wake-ups for blocks committed by any relay node sharing this store, or `None` when the
     /// engine serves one node only (SQLite), whose own sends wake its followers directly.
     pub fn wakes(&self) -> Option<tokio::sync::mpsc::Receiver<Wake>> {

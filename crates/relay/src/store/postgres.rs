@@ -21,10 +21,10 @@ use backchannel_wire::{Delivered, QueueId, SecretHash};
 use sha2::Digest as _;
 use tokio::sync::{Mutex, mpsc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement, Transaction};
+use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::batch::{Batch, Command, Job, PutPlan, QueueRow, WriteDone, WriteOp, WriterHandle};
-use super::{Fetched, NewQueue, Purged, PutItem, StoreStats, Wake, fixed, to_i64, to_u64, unix_now};
+use super::{Fetched, NewQueue, Purged, StoreStats, Wake, fixed, to_i64, to_u64, unix_now};
 use crate::config::redact_password;
 use crate::notify::{Committed, Hub};
 use crate::{RelayError, StoreError};
@@ -37,6 +37,7 @@ mod vacuum;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_settings.sql")),
+    (3, include_str!("../../migrations/postgres/0003_blocks_inline.sql")),
 ];
 /// Serialises migrations when several relay nodes start at once.
 const MIGRATION_LOCK: i64 = 0x6263_7265_6c61_7900;
@@ -58,6 +59,8 @@ struct Inner {
     readers: Vec<Mutex<Option<Arc<Reader>>>>,
     next_reader: std::sync::atomic::AtomicUsize,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The backend process id of this node's announcing connection (its notifications).
+    own_pid: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// How to (re)connect: the parsed configuration and the schema to work in.
@@ -114,7 +117,8 @@ impl PostgresStore {
         }
         let (writer, rx) = WriterHandle::new();
         let hub = Arc::new(Hub::default());
-        let announcer = Announcer::spawn(target.clone());
+        let own_pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let announcer = Announcer::spawn(target.clone(), Arc::clone(&own_pid));
         let deleted = vacuum::spawn(target.clone());
         let after_commit = AfterCommit { hub: Arc::clone(&hub), announcer, deleted };
         let task = tokio::spawn(writer_task(writer_conn, target.clone(), rx, after_commit));
@@ -126,6 +130,7 @@ impl PostgresStore {
                 readers,
                 next_reader: std::sync::atomic::AtomicUsize::new(0),
                 task: Mutex::new(Some(task)),
+                own_pid,
             }),
         })
     }
@@ -184,6 +189,32 @@ impl PostgresStore {
         Ok(Fetched { items, touched_at, latest })
     }
 
+    /// Blocks after the given seqs of these queues, up to `per_queue` each, in seq order: one
+    /// query for every queue another node said has news.
+    pub(crate) async fn tail(
+        &self,
+        wanted: &[(QueueId, u64)],
+        per_queue: usize,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let reader = self.reader().await?;
+        let ids: Vec<&[u8]> = wanted.iter().map(|(id, _)| id.0.as_slice()).collect();
+        let after: Vec<i64> = wanted.iter().map(|(_, seq)| to_i64(*seq)).collect();
+        let limit = i64::try_from(per_queue).unwrap_or(i64::MAX);
+        let rows = reader.client.query(&reader.tail, &[&ids, &after, &limit]).await?;
+        let mut blocks = rows
+            .into_iter()
+            .map(|r| {
+                Ok(Committed {
+                    recv_id: QueueId(fixed(r.get::<_, &[u8]>(0))?),
+                    seq: to_u64(r.get(1)),
+                    block: bytes::Bytes::from(r.get::<_, Vec<u8>>(2)),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        blocks.sort_unstable_by_key(|c| (c.recv_id, c.seq));
+        Ok(blocks)
+    }
+
     /// The last seq each queue assigned (queues that no longer exist are left out).
     pub(crate) async fn latest_seqs(&self, ids: &[QueueId]) -> Result<Vec<(QueueId, u64)>, StoreError> {
         let reader = self.reader().await?;
@@ -216,7 +247,7 @@ impl PostgresStore {
 
     /// Wake-ups for blocks committed through any node sharing this database.
     pub(crate) fn wakes(&self) -> mpsc::Receiver<Wake> {
-        listen::spawn(self.inner.target.clone())
+        listen::spawn(self.inner.target.clone(), Arc::clone(&self.inner.own_pid))
     }
 
     pub(crate) async fn close(&self) {
@@ -294,10 +325,11 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A read connection and its prepared statement.
+/// A read connection and its prepared statements.
 struct Reader {
     client: Client,
     fetch: Statement,
+    tail: Statement,
 }
 
 impl Reader {
@@ -311,7 +343,15 @@ impl Reader {
                  WHERE q.recv_id = $1 ORDER BY b.seq",
             )
             .await?;
-        Ok(Self { client, fetch })
+        let tail = client
+            .prepare(
+                "SELECT q.recv_id, b.seq, b.data FROM unnest($1::bytea[], $2::int8[]) AS w(recv_id, after)
+                 JOIN queues q ON q.recv_id = w.recv_id
+                 CROSS JOIN LATERAL (SELECT seq, data FROM blocks WHERE queue = q.id AND seq > w.after
+                                     ORDER BY seq LIMIT $3) b",
+            )
+            .await?;
+        Ok(Self { client, fetch, tail })
     }
 }
 
@@ -478,48 +518,195 @@ fn news(written: &[Committed], jobs: &[Job]) -> Vec<QueueId> {
 
 type Results = Result<Vec<Result<WriteDone, StoreError>>, StoreError>;
 
-/// Applies a batch in one transaction; see the SQLite engine for the error policy.
+/// Applies a batch in one transaction; see the SQLite engine for the error policy. A failed
+/// batch leaves its transaction before the next one begins.
 async fn apply(conn: &mut WriterConn, jobs: &mut [Job], written: &mut Vec<Committed>) -> Results {
-    let s = &conn.s;
-    let tx = conn.client.transaction().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut plan = PutPlan::default();
-    let mut i = 0;
-    while i < jobs.len() {
-        // Consecutive acknowledgements go together: three statements for all of them.
-        let acks = jobs[i..].iter().take_while(|j| matches!(j.op, WriteOp::Ack { .. })).count();
-        if acks > 0 {
-            flush(&tx, s, &mut plan).await?;
-            results.extend(ack_many(&tx, s, &jobs[i..i + acks]).await?);
-            i += acks;
-            continue;
-        }
-        let result = match &mut jobs[i].op {
-            WriteOp::Put { items, quota, now } => {
-                put(&tx, s, &mut plan, std::mem::take(items), *quota, *now).await
-            }
-            other => match flush(&tx, s, &mut plan).await {
-                Ok(()) => apply_other(&tx, s, other).await,
-                Err(err) => Err(err),
-            },
-        };
-        match result {
-            Err(err) if !err.is_per_request() => return Err(err),
-            result => results.push(result),
-        }
-        i += 1;
+    let result = apply_in_tx(conn, jobs, written).await;
+    if result.is_err() && !conn.client.is_closed() {
+        // A no-op warning when the failure came with COMMIT (which then rolled back).
+        let _ = conn.client.batch_execute("ROLLBACK").await;
     }
-    flush(&tx, s, &mut plan).await?;
-    tx.commit().await?;
-    *written = plan.written;
-    Ok(results)
+    result
 }
 
-async fn apply_other(
-    tx: &Transaction<'_>,
-    s: &Statements,
-    op: &mut WriteOp,
-) -> Result<WriteDone, StoreError> {
+/// Sends one statement, or nothing: lets a pipeline of fixed shape leave a step out.
+async fn maybe<F, T>(step: Option<F>) -> Result<(), tokio_postgres::Error>
+where
+    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    match step {
+        Some(step) => step.await.map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The jobs of one batch are concurrent with each other (none was answered before another
+/// was submitted), so any order is one they could have happened in. This one costs the
+/// fewest round trips: every acknowledgement first (three statements for all of them; they
+/// also free quota), then every send (one load of all their queue rows, one insert, one
+/// update), then the rest in arrival order. Statements that do not wait for the answer of
+/// the one before go out together (pipelined, executed in order): `BEGIN` with the first
+/// statement, the acknowledgements' counter update with the sends' load, `COMMIT` with the
+/// last writes. A batch of sends and acknowledgements is four round trips, one of them the
+/// commit; blocks are acknowledged to their senders only after it.
+async fn apply_in_tx(conn: &mut WriterConn, jobs: &mut [Job], written: &mut Vec<Committed>) -> Results {
+    let (c, s) = (&conn.client, &conn.s);
+    let mut results: Vec<Option<Result<WriteDone, StoreError>>> = jobs.iter().map(|_| None).collect();
+    let acks: Vec<usize> = (0..jobs.len()).filter(|&i| matches!(jobs[i].op, WriteOp::Ack { .. })).collect();
+    let puts: Vec<usize> = (0..jobs.len()).filter(|&i| matches!(jobs[i].op, WriteOp::Put { .. })).collect();
+    let others: Vec<usize> = (0..jobs.len())
+        .filter(|&i| !matches!(jobs[i].op, WriteOp::Ack { .. } | WriteOp::Put { .. }))
+        .collect();
+    let mut begun = false;
+    let mut ack_update = None;
+    if !acks.is_empty() {
+        let ops: Vec<&WriteOp> = acks.iter().map(|&i| &jobs[i].op).collect();
+        let (done, update) = ack_many(c, s, &ops).await?;
+        begun = true;
+        for (&i, result) in acks.iter().zip(done) {
+            results[i] = Some(result);
+        }
+        ack_update = update;
+    }
+    let mut plan = PutPlan::default();
+    if !puts.is_empty() {
+        let mut ids: Vec<QueueId> = puts
+            .iter()
+            .flat_map(|&i| match &jobs[i].op {
+                WriteOp::Put { items, .. } => items.iter().map(|item| item.send_id).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let raw: Vec<&[u8]> = ids.iter().map(|id| id.0.as_slice()).collect();
+        let begin = maybe((!begun).then(|| c.batch_execute("BEGIN")));
+        let counters = maybe(ack_update.as_ref().map(|u: &AckUpdate| u.execute(c, s)));
+        let (_, _, rows) =
+            futures_util::future::try_join3(begin, counters, c.query(&s.load, &[&raw])).await?;
+        begun = true;
+        ack_update = None;
+        load_rows(&mut plan, &rows)?;
+        for id in ids {
+            plan.rows.entry(id).or_insert(None);
+        }
+        for &i in &puts {
+            if let WriteOp::Put { items, quota, now } = &mut jobs[i].op {
+                let items = std::mem::take(items);
+                results[i] = Some(Ok(WriteDone::Put(plan.plan(items, *quota, *now))));
+            }
+        }
+    }
+    let (rows, blocks) = plan.take_dirty();
+    let insert = BlockColumns::new(&blocks);
+    let update = RowColumns::new(&rows);
+    let begin = maybe((!begun).then(|| c.batch_execute("BEGIN")));
+    let counters = maybe(ack_update.as_ref().map(|u| u.execute(c, s)));
+    let inserting = maybe(insert.as_ref().map(|b| b.execute(c, s)));
+    let updating = maybe(update.as_ref().map(|r| r.execute(c, s)));
+    if others.is_empty() {
+        let commit = c.batch_execute("COMMIT");
+        futures_util::future::try_join5(begin, counters, inserting, updating, commit).await?;
+    } else {
+        futures_util::future::try_join4(begin, counters, inserting, updating).await?;
+        for &i in &others {
+            match apply_other(c, s, &mut jobs[i].op).await {
+                Err(err) if !err.is_per_request() => return Err(err),
+                result => results[i] = Some(result),
+            }
+        }
+        c.batch_execute("COMMIT").await?;
+    }
+    plan.inserted(blocks);
+    *written = plan.written;
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(StoreError::Backend { engine: "PostgreSQL", message: "a write was left out".into() })
+            })
+        })
+        .collect())
+}
+
+/// Queue rows locked by the sends' load, into the plan.
+fn load_rows(plan: &mut PutPlan, rows: &[tokio_postgres::Row]) -> Result<(), StoreError> {
+    for row in rows {
+        let send_id = QueueId(fixed(row.get::<_, &[u8]>(1))?);
+        let loaded = QueueRow {
+            key: row.get(0),
+            recv_id: QueueId(fixed(row.get::<_, &[u8]>(2))?),
+            send_hash: SecretHash(fixed(row.get::<_, &[u8]>(3))?),
+            next_seq: to_u64(row.get(4)),
+            stored: to_u64(row.get(5)),
+            touched_at: to_u64(row.get(6)),
+            dirty: false,
+        };
+        plan.rows.insert(send_id, Some(loaded));
+    }
+    Ok(())
+}
+
+/// The planned blocks as the insert's arrays.
+struct BlockColumns<'a> {
+    queues: Vec<i64>,
+    seqs: Vec<i64>,
+    times: Vec<i64>,
+    data: Vec<&'a [u8]>,
+}
+
+impl<'a> BlockColumns<'a> {
+    fn new(blocks: &'a [super::batch::NewBlock]) -> Option<Self> {
+        (!blocks.is_empty()).then(|| Self {
+            queues: blocks.iter().map(|b| b.queue_key).collect(),
+            seqs: blocks.iter().map(|b| to_i64(b.seq)).collect(),
+            times: blocks.iter().map(|b| to_i64(b.stored_at)).collect(),
+            data: blocks.iter().map(|b| b.block.as_ref()).collect(),
+        })
+    }
+
+    async fn execute(&self, c: &Client, s: &Statements) -> Result<u64, tokio_postgres::Error> {
+        c.execute(&s.insert, &[&self.queues, &self.seqs, &self.times, &self.data]).await
+    }
+}
+
+/// The changed queue rows as the update's arrays.
+struct RowColumns {
+    keys: Vec<i64>,
+    next: Vec<i64>,
+    stored: Vec<i64>,
+    touched: Vec<i64>,
+}
+
+impl RowColumns {
+    fn new(rows: &[QueueRow]) -> Option<Self> {
+        (!rows.is_empty()).then(|| Self {
+            keys: rows.iter().map(|r| r.key).collect(),
+            next: rows.iter().map(|r| to_i64(r.next_seq)).collect(),
+            stored: rows.iter().map(|r| to_i64(r.stored)).collect(),
+            touched: rows.iter().map(|r| to_i64(r.touched_at)).collect(),
+        })
+    }
+
+    async fn execute(&self, c: &Client, s: &Statements) -> Result<u64, tokio_postgres::Error> {
+        c.execute(&s.update, &[&self.keys, &self.next, &self.stored, &self.touched]).await
+    }
+}
+
+/// The acknowledgements' counter update: blocks deleted per queue, and the time.
+struct AckUpdate {
+    keys: Vec<i64>,
+    counts: Vec<i64>,
+    nows: Vec<i64>,
+}
+
+impl AckUpdate {
+    async fn execute(&self, c: &Client, s: &Statements) -> Result<u64, tokio_postgres::Error> {
+        c.execute(&s.ack_update_many, &[&self.keys, &self.counts, &self.nows]).await
+    }
+}
+
+async fn apply_other(tx: &Client, s: &Statements, op: &mut WriteOp) -> Result<WriteDone, StoreError> {
     match op {
         WriteOp::Create { queue, now } => create(tx, s, queue, *now).await,
         WriteOp::Touch { recv_id, now } => {
@@ -544,12 +731,7 @@ async fn apply_other(
     }
 }
 
-async fn create(
-    tx: &Transaction<'_>,
-    s: &Statements,
-    q: &NewQueue,
-    now: u64,
-) -> Result<WriteDone, StoreError> {
+async fn create(tx: &Client, s: &Statements, q: &NewQueue, now: u64) -> Result<WriteDone, StoreError> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
         &q.recv_id.0.as_slice(),
         &q.send_id.0.as_slice(),
@@ -561,82 +743,33 @@ async fn create(
     if n == 0 { Err(StoreError::IdTaken) } else { Ok(WriteDone::Created) }
 }
 
-async fn put(
-    tx: &Transaction<'_>,
-    s: &Statements,
-    plan: &mut PutPlan,
-    items: Vec<PutItem>,
-    quota: u32,
-    now: u64,
-) -> Result<WriteDone, StoreError> {
-    let missing = plan.missing(&items);
-    if !missing.is_empty() {
-        let ids: Vec<&[u8]> = missing.iter().map(|id| id.0.as_slice()).collect();
-        for row in tx.query(&s.load, &[&ids]).await? {
-            let send_id = QueueId(fixed(row.get::<_, &[u8]>(1))?);
-            let loaded = QueueRow {
-                key: row.get(0),
-                recv_id: QueueId(fixed(row.get::<_, &[u8]>(2))?),
-                send_hash: SecretHash(fixed(row.get::<_, &[u8]>(3))?),
-                next_seq: to_u64(row.get(4)),
-                stored: to_u64(row.get(5)),
-                touched_at: to_u64(row.get(6)),
-                dirty: false,
-            };
-            plan.rows.insert(send_id, Some(loaded));
-        }
-        for id in missing {
-            plan.rows.entry(id).or_insert(None);
-        }
-    }
-    Ok(WriteDone::Put(plan.plan(items, quota, now)))
-}
-
-/// Writes the planned blocks and queue counters with one statement each.
-async fn flush(tx: &Transaction<'_>, s: &Statements, plan: &mut PutPlan) -> Result<(), StoreError> {
-    let (rows, blocks) = plan.take_dirty();
-    if !blocks.is_empty() {
-        let queues: Vec<i64> = blocks.iter().map(|b| b.queue_key).collect();
-        let seqs: Vec<i64> = blocks.iter().map(|b| to_i64(b.seq)).collect();
-        let times: Vec<i64> = blocks.iter().map(|b| to_i64(b.stored_at)).collect();
-        let data: Vec<&[u8]> = blocks.iter().map(|b| b.block.as_ref()).collect();
-        tx.execute(&s.insert, &[&queues, &seqs, &times, &data]).await?;
-        plan.inserted(blocks);
-    }
-    if !rows.is_empty() {
-        let keys: Vec<i64> = rows.iter().map(|r| r.key).collect();
-        let next: Vec<i64> = rows.iter().map(|r| to_i64(r.next_seq)).collect();
-        let stored: Vec<i64> = rows.iter().map(|r| to_i64(r.stored)).collect();
-        let touched: Vec<i64> = rows.iter().map(|r| to_i64(r.touched_at)).collect();
-        tx.execute(&s.update, &[&keys, &next, &stored, &touched]).await?;
-    }
-    Ok(())
-}
-
-/// Acknowledgements of several jobs: lock and check every queue named, delete every
-/// authorised (queue, seq) pair at once, fix the counters at once. One result per job.
+/// Acknowledgements of several jobs: lock and check every queue named (the statement goes
+/// with `BEGIN`), delete every authorised (queue, seq) pair at once. One result per job, and
+/// the counter update to send with the next statements.
 async fn ack_many(
-    tx: &Transaction<'_>,
+    c: &Client,
     s: &Statements,
-    jobs: &[Job],
-) -> Result<Vec<Result<WriteDone, StoreError>>, StoreError> {
-    let mut ids: Vec<&[u8]> = jobs
+    ops: &[&WriteOp],
+) -> Result<(Vec<Result<WriteDone, StoreError>>, Option<AckUpdate>), StoreError> {
+    let mut ids: Vec<&[u8]> = ops
         .iter()
-        .filter_map(|j| match &j.op {
+        .filter_map(|op| match op {
             WriteOp::Ack { recv_id, .. } => Some(recv_id.0.as_slice()),
             _ => None,
         })
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    let (_, loaded) =
+        futures_util::future::try_join(c.batch_execute("BEGIN"), c.query(&s.ack_load, &[&ids])).await?;
     let mut rows: HashMap<QueueId, (i64, SecretHash)> = HashMap::new();
-    for row in tx.query(&s.ack_load, &[&ids]).await? {
+    for row in loaded {
         let recv_id = QueueId(fixed(row.get::<_, &[u8]>(1))?);
         rows.insert(recv_id, (row.get(0), SecretHash(fixed(row.get::<_, &[u8]>(2))?)));
     }
-    let (mut queues, mut seqs, mut keys) = (Vec::new(), Vec::new(), Vec::with_capacity(jobs.len()));
-    for job in jobs {
-        let WriteOp::Ack { recv_id, hash, seqs: wanted, .. } = &job.op else { continue };
+    let (mut queues, mut seqs, mut keys) = (Vec::new(), Vec::new(), Vec::with_capacity(ops.len()));
+    for op in ops {
+        let WriteOp::Ack { recv_id, hash, seqs: wanted, .. } = op else { continue };
         let key = rows.get(recv_id).filter(|(_, stored)| stored == hash).map(|(key, _)| *key);
         if let Some(key) = key {
             queues.extend(std::iter::repeat_n(key, wanted.len()));
@@ -647,41 +780,42 @@ async fn ack_many(
     let mut deleted: HashMap<i64, i64> = HashMap::new();
     let mut gone: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
     if !queues.is_empty() {
-        for row in tx.query(&s.ack_delete_many, &[&queues, &seqs]).await? {
+        for row in c.query(&s.ack_delete_many, &[&queues, &seqs]).await? {
             *deleted.entry(row.get(0)).or_default() += 1;
             gone.insert((row.get(0), row.get(1)));
         }
     }
-    let now = jobs
+    let now = ops
         .iter()
-        .filter_map(|j| match j.op {
-            WriteOp::Ack { now, .. } => Some(now),
+        .filter_map(|op| match op {
+            WriteOp::Ack { now, .. } => Some(*now),
             _ => None,
         })
         .max();
     let mut authorised: Vec<i64> = keys.iter().flatten().copied().collect();
     authorised.sort_unstable();
     authorised.dedup();
-    if !authorised.is_empty() {
-        let counts: Vec<i64> = authorised.iter().map(|k| deleted.get(k).copied().unwrap_or(0)).collect();
-        let nows = vec![to_i64(now.unwrap_or(0)); authorised.len()];
-        tx.execute(&s.ack_update_many, &[&authorised, &counts, &nows]).await?;
-    }
+    let update = (!authorised.is_empty()).then(|| AckUpdate {
+        counts: authorised.iter().map(|k| deleted.get(k).copied().unwrap_or(0)).collect(),
+        nows: vec![to_i64(now.unwrap_or(0)); authorised.len()],
+        keys: authorised,
+    });
     // Each job is told how many of its seqs were deleted (a seq listed twice counts once).
-    Ok(jobs
+    let results = ops
         .iter()
         .zip(keys)
-        .map(|(job, key)| {
+        .map(|(op, key)| {
             let key = key.ok_or(StoreError::NotAuthorized)?;
-            let WriteOp::Ack { seqs: wanted, .. } = &job.op else { return Ok(WriteDone::Acked(0)) };
+            let WriteOp::Ack { seqs: wanted, .. } = op else { return Ok(WriteDone::Acked(0)) };
             let mine = wanted.iter().filter(|seq| gone.remove(&(key, to_i64(**seq)))).count();
             Ok(WriteDone::Acked(mine as u64))
         })
-        .collect())
+        .collect();
+    Ok((results, update))
 }
 
 async fn delete(
-    tx: &Transaction<'_>,
+    tx: &Client,
     s: &Statements,
     recv_id: QueueId,
     hash: SecretHash,
@@ -692,7 +826,7 @@ async fn delete(
     Ok(WriteDone::Deleted)
 }
 
-async fn purge(tx: &Transaction<'_>, cutoff: u64) -> Result<WriteDone, StoreError> {
+async fn purge(tx: &Client, cutoff: u64) -> Result<WriteDone, StoreError> {
     let cutoff = to_i64(cutoff);
     let expired: i64 = tx
         .query_one(

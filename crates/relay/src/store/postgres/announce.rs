@@ -5,6 +5,7 @@
 //! wakes all its followers once it listens again.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,10 +33,12 @@ struct Shared {
 }
 
 impl Announcer {
-    /// Starts the announcing task; it ends when the announcer is dropped.
-    pub(super) fn spawn(target: Target) -> Self {
+    /// Starts the announcing task; it ends when the announcer is dropped. The backend
+    /// process id of its connection goes into `own_pid`, so this node's listener can skip
+    /// its own notifications (this node's followers had those blocks from memory).
+    pub(super) fn spawn(target: Target, own_pid: Arc<AtomicI32>) -> Self {
         let shared = Arc::new(Shared::default());
-        tokio::spawn(announce_loop(target, Arc::downgrade(&shared)));
+        tokio::spawn(announce_loop(target, Arc::downgrade(&shared), own_pid));
         Self { shared }
     }
 
@@ -62,7 +65,7 @@ pub(super) fn payload(ids: &BTreeSet<QueueId>) -> String {
     ids.iter().map(QueueId::to_hex).collect::<Vec<_>>().join(",")
 }
 
-async fn announce_loop(target: Target, shared: std::sync::Weak<Shared>) {
+async fn announce_loop(target: Target, shared: std::sync::Weak<Shared>, own_pid: Arc<AtomicI32>) {
     let mut client = None;
     loop {
         let Some(live) = shared.upgrade() else { return };
@@ -72,7 +75,7 @@ async fn announce_loop(target: Target, shared: std::sync::Weak<Shared>) {
         if ids.is_empty() {
             continue;
         }
-        if let Err(err) = notify(&target, &mut client, &payload(&ids)).await {
+        if let Err(err) = notify(&target, &mut client, &own_pid, &payload(&ids)).await {
             tracing::warn!(error = %err, "cannot tell other relay nodes about new blocks");
             client = None;
         }
@@ -83,10 +86,14 @@ async fn announce_loop(target: Target, shared: std::sync::Weak<Shared>) {
 async fn notify(
     target: &Target,
     client: &mut Option<tokio_postgres::Client>,
+    own_pid: &AtomicI32,
     text: &str,
 ) -> Result<(), StoreError> {
     if client.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-        *client = Some(target.connect().await?);
+        let fresh = target.connect().await?;
+        let pid: i32 = fresh.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        own_pid.store(pid, Ordering::Relaxed);
+        *client = Some(fresh);
     }
     if let Some(c) = client {
         c.execute("SELECT pg_notify($1, $2)", &[&target.wake_channel, &text]).await?;

@@ -1,8 +1,12 @@
 //! Cross-node wake-ups. When several relay nodes share one database, a block stored through
 //! one node must wake WebSocket followers on the others. The writer issues `pg_notify` inside
 //! each committing transaction (so it is delivered only if the commit succeeds); every node
-//! keeps one `LISTEN` connection and turns notifications into [`Wake`]s.
+//! keeps one `LISTEN` connection and turns notifications into [`Wake`]s. Notifications this
+//! node sent itself (from its announcing connection) are skipped: its own followers were
+//! handed those blocks from memory at the commit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use backchannel_wire::QueueId;
@@ -20,17 +24,17 @@ pub(super) const CHANNEL: &str = "backchannel_blocks";
 const WAKES_DEPTH: usize = 1024;
 
 /// Starts listening; the task ends when the receiver is dropped.
-pub(super) fn spawn(target: Target) -> mpsc::Receiver<Wake> {
+pub(super) fn spawn(target: Target, own_pid: Arc<AtomicI32>) -> mpsc::Receiver<Wake> {
     let (tx, rx) = mpsc::channel(WAKES_DEPTH);
-    tokio::spawn(listen_loop(target, tx));
+    tokio::spawn(listen_loop(target, tx, own_pid));
     rx
 }
 
 /// Listens, and after any loss of the connection reconnects (backing off up to 30 s).
-async fn listen_loop(target: Target, tx: mpsc::Sender<Wake>) {
+async fn listen_loop(target: Target, tx: mpsc::Sender<Wake>, own_pid: Arc<AtomicI32>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match listen_once(&target, &tx).await {
+        match listen_once(&target, &tx, &own_pid).await {
             Ok(()) => return,
             Err(err) => tracing::warn!(error = %err, "PostgreSQL wake-up listener lost; reconnecting"),
         }
@@ -43,7 +47,11 @@ async fn listen_loop(target: Target, tx: mpsc::Sender<Wake>) {
 }
 
 /// Forwards notifications until the connection fails (`Err`) or nobody listens (`Ok`).
-async fn listen_once(target: &Target, tx: &mpsc::Sender<Wake>) -> Result<(), StoreError> {
+async fn listen_once(
+    target: &Target,
+    tx: &mpsc::Sender<Wake>,
+    own_pid: &AtomicI32,
+) -> Result<(), StoreError> {
     let (client, mut connection) = target.config.connect(NoTls).await?;
     let (msg_tx, mut messages) = mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
@@ -56,7 +64,7 @@ async fn listen_once(target: &Target, tx: &mpsc::Sender<Wake>) -> Result<(), Sto
     });
     let listening = client.batch_execute(&format!("LISTEN {}", target.wake_channel)).await;
     let result = match listening {
-        Ok(()) => forward(tx, &mut messages).await,
+        Ok(()) => forward(tx, &mut messages, own_pid).await,
         Err(err) => Err(err.into()),
     };
     pump.abort();
@@ -66,6 +74,7 @@ async fn listen_once(target: &Target, tx: &mpsc::Sender<Wake>) -> Result<(), Sto
 async fn forward(
     tx: &mpsc::Sender<Wake>,
     messages: &mut mpsc::UnboundedReceiver<Result<AsyncMessage, tokio_postgres::Error>>,
+    own_pid: &AtomicI32,
 ) -> Result<(), StoreError> {
     // Anything committed while we were not listening is caught by waking everyone once.
     if tx.send(Wake::All).await.is_err() {
@@ -77,6 +86,9 @@ async fn forward(
             () = tx.closed() => return Ok(()),
         };
         let wakes = match msg {
+            Some(Ok(AsyncMessage::Notification(n))) if n.process_id() == own_pid.load(Ordering::Relaxed) => {
+                Vec::new()
+            }
             Some(Ok(AsyncMessage::Notification(n))) => parse(n.payload()),
             Some(Ok(_)) => Vec::new(),
             Some(Err(err)) => return Err(err.into()),
