@@ -832,6 +832,17 @@ pub fn delivery(d: &DeliveryView) -> String {
     }
 }
 
+/// A member holds a newer state of the channel than ours (M5): the creator's update has not
+/// reached us, or was kept from us.
+pub fn behind(member: &str, version: u64) -> String {
+    format!(
+        "{} already holds version {version} of this channel's settings and members, and you do not: the \
+         creator's latest change has not reached you, or was held back. Until it does, what you see here may \
+         be out of date.",
+        peer(member)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

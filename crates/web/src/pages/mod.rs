@@ -131,6 +131,11 @@ pub(crate) fn channel_head(name: &str, view: &ChannelView, tab: Tab) -> Markup {
             " · " (view.members.len()) " members"
             @if view.removed { " · " strong { "you were removed" } }
         }
+        @if let Some((member, version)) = &view.behind {
+            p.problem role="status" {
+                (crate::words::behind(member, *version))
+            }
+        }
         nav.tabs aria-label="Channel" {
             @for (t, href, label) in &tabs {
                 a href=(href) aria-current=[(*t == tab).then_some("page")] { (label) }
