@@ -155,7 +155,7 @@ pub(crate) struct Contacts {
     /// Which of our notes each frame still waiting for a receipt carries.
     pub frames: super::delivery::FrameIndex,
     /// Path tests on their way: when each was sent, by nonce.
-    pub path_tests: super::control::PathTests,
+    pub path_tests: super::routes::PathTests,
 }
 
 impl Contacts {

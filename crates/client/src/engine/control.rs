@@ -9,12 +9,16 @@ use backchannel_proto::message::{ChannelId, Kind, Message, Route};
 use backchannel_wire::{QueueId, RelayAddress};
 use serde::{Deserialize, Serialize};
 
-use super::receive::InboxRef;
+use super::routes::InboxRef;
 use super::routes::OutRoute;
 use super::seal::Shape;
 use super::{Batch, Shared, now_ms};
 use crate::error::Result;
 use crate::store::Record;
+
+/// A duplicate that comes this long after the first copy is most likely a resend (its sender
+/// missed our receipt): it is confirmed again.
+pub(crate) const RECONFIRM_AFTER_MS: u64 = 2_000;
 
 /// Route work waiting for the network, for one contact (by its id).
 #[derive(Default, Serialize, Deserialize)]
@@ -91,7 +95,7 @@ impl Batch<'_, '_> {
     /// A duplicate of a frame we confirmed, long after the first copy: its sender most likely
     /// missed our receipt and sent it again, so it is confirmed again.
     pub fn reconfirm(&mut self, id: &str, frame: &FrameId, first_seen: u64) -> Result<()> {
-        let late = self.now_ms.saturating_sub(first_seen) > super::receive::RECONFIRM_AFTER_MS;
+        let late = self.now_ms.saturating_sub(first_seen) > RECONFIRM_AFTER_MS;
         if late && self.tx.was_seen(&receipted(id), frame)? {
             self.receipts.entry(id.to_owned()).or_default().push(*frame);
         }
@@ -442,6 +446,3 @@ impl Batch<'_, '_> {
         self.announce_routes(id, w.ask_join.clone(), w.ask_leave.clone())
     }
 }
-
-/// Route and path-test bookkeeping kept in memory only.
-pub(crate) type PathTests = std::collections::HashMap<[u8; 16], u64>;

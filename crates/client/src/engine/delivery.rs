@@ -10,7 +10,7 @@ use backchannel_proto::block::FrameId;
 use serde::{Deserialize, Serialize};
 
 use super::Contacts;
-use super::outbox::{Done, OutboxItem, Outcome};
+use super::item::{Done, OutboxItem, Outcome};
 use crate::error::Result;
 use crate::store::{Record, Tx};
 

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::invite::PendingRecord;
 use super::links::{Grouped, LinkChange, Links, group};
-use super::receive::{InboxRef, Receiver};
+use super::receive::Receiver;
+use super::routes::InboxRef;
 use super::tasks::TaskTrouble;
 use super::{Shared, now_ms};
 use crate::error::{ClientError, Result};

@@ -11,7 +11,7 @@ use backchannel_proto::session;
 use backchannel_wire::{RelayAddress, hex_encode};
 use serde::{Deserialize, Serialize};
 
-use super::outbox::OutboxItem;
+use super::item::OutboxItem;
 use super::routes::OutRoute;
 use super::{Batch, ContactRecord, ContactView, Inbox, Shared, now_ms};
 use crate::error::{ClientError, Result};

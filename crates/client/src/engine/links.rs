@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::receive::InboxRef;
+use super::routes::InboxRef;
 use crate::net::{WsStream, connect_ws};
 
 /// What a relay's socket brought.

@@ -8,6 +8,7 @@ mod delivery;
 mod drive;
 mod hotline;
 mod invite;
+mod item;
 mod links;
 mod ops;
 mod outbox;

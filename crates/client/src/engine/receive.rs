@@ -16,7 +16,6 @@ use backchannel_party::event::Conversation;
 use backchannel_party::why::MessageFault;
 use backchannel_party::{Entry, Event, Why, conversation};
 use backchannel_proto::block::{FrameId, Reassembler, open_block};
-use backchannel_proto::crypto::SecretKey;
 use backchannel_proto::delivery::Arrival;
 use backchannel_proto::identity::safety_number;
 use backchannel_proto::invitation::PendingInvitation;
@@ -27,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::invite::{AcceptedInvite, PendingRecord};
 use super::ops::{channel_by_id, record_id};
+use super::routes::InboxRef;
 use super::routes::OutRoute;
 use super::{Batch, ContactRecord, Inbox};
 use crate::error::Result;
@@ -39,27 +39,6 @@ pub(crate) const MAX_PARTIAL_FRAMES: usize = 16;
 pub(crate) const PARTIAL_TTL_MS: u64 = 60 * 60 * 1000;
 /// Most frames kept waiting on an invitation's queue for the handshake they overtook.
 const MAX_WAITING_FOR_HELLO: usize = 16;
-
-/// One of our receive queues and what its blocks are sealed under.
-#[derive(Clone, Debug)]
-pub(crate) struct InboxRef {
-    /// Contact id (or, before the handshake arrives, the pending invitation's id): frames are
-    /// taken in once per contact, whichever of its inboxes brings them.
-    pub id: String,
-    pub inbox: Inbox,
-    pub key: SecretKey,
-}
-
-impl InboxRef {
-    /// This queue alone: frames are reassembled per queue (routes may cut them differently).
-    pub fn queue(&self) -> String {
-        backchannel_wire::hex_encode(&self.inbox.recv_id.0)
-    }
-}
-
-/// A duplicate that comes this long after the first copy is most likely a resend (its sender
-/// missed our receipt): it is confirmed again.
-pub(crate) const RECONFIRM_AFTER_MS: u64 = 2_000;
 
 /// Frames in progress, per inbox, with the relay seqs of their blocks.
 #[derive(Default)]

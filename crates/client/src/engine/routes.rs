@@ -279,3 +279,23 @@ mod tests {
         assert_eq!(state(10_000, Some(9_900), Some(&failed), beat), RouteState::Up, "heard since");
     }
 }
+
+/// One of our receive queues and what its blocks are sealed under.
+#[derive(Clone, Debug)]
+pub(crate) struct InboxRef {
+    /// Contact id (or, before the handshake arrives, the pending invitation's id): frames are
+    /// taken in once per contact, whichever of its inboxes brings them.
+    pub id: String,
+    pub inbox: Inbox,
+    pub key: SecretKey,
+}
+
+impl InboxRef {
+    /// This queue alone: frames are reassembled per queue (routes may cut them differently).
+    pub fn queue(&self) -> String {
+        backchannel_wire::hex_encode(&self.inbox.recv_id.0)
+    }
+}
+
+/// Path tests in flight, by nonce: when each went out (kept in memory only).
+pub(crate) type PathTests = std::collections::HashMap<[u8; 16], u64>;

@@ -16,7 +16,7 @@ use backchannel_wire::QueueId;
 
 use super::Batch;
 use super::delivery::SealedNote;
-use super::outbox::OutboxItem;
+use super::item::OutboxItem;
 use crate::error::Result;
 use crate::store::{Record, Tx};
 
