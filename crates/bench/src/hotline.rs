@@ -25,11 +25,12 @@ const HEARTBEAT_SECS: u32 = 1;
 const DRAIN: Duration = Duration::from_secs(30);
 
 /// What one side's engine showed: when each note was shown (ns since the origin), how many
-/// times, and when each relay's route was first reported down after the kill.
+/// times, and every time a relay's route was reported down (a fresh line's routes are down
+/// until first heard, so only reports after the kill count).
 #[derive(Default)]
 struct Seen {
     shown: HashMap<String, (u64, u32)>,
-    down_at: HashMap<String, u64>,
+    down: Vec<(String, u64)>,
 }
 
 pub async fn run(report: &mut Report, timing: Timing) -> Result<()> {
@@ -142,9 +143,7 @@ fn follow(engine: &Engine, seen: &Arc<Mutex<Seen>>, origin: Instant) -> tokio::t
                     let e = seen.shown.entry(text).or_insert((now, 0));
                     e.1 += 1;
                 }
-                Update::Route { relay, state: RouteState::Down, .. } => {
-                    seen.down_at.entry(relay).or_insert(now);
-                }
+                Update::Route { relay, state: RouteState::Down, .. } => seen.down.push((relay, now)),
                 _ => {}
             }
         }
@@ -240,7 +239,9 @@ impl Figures {
             .iter()
             .map(|s| {
                 let s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                s.down_at.get(relay).map_or(f64::NAN, |at| at.saturating_sub(killed) as f64 / 1e9)
+                let first =
+                    s.down.iter().filter(|(r, at)| r == relay && *at >= killed).map(|(_, at)| *at).min();
+                first.map_or(f64::NAN, |at| (at - killed) as f64 / 1e9)
             })
             .fold(0.0, |worst: f64, d| if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) });
         let n = during.len();

@@ -52,15 +52,14 @@ pub(crate) struct Recipient {
 
 /// Deliveries still waiting for a receipt, by timeline number: so that a receipt finds its
 /// note without an index row per recipient.
+/// Marks a note (by its timeline number) whose delivery is still open: one small record per
+/// note, so opening and closing one costs the same however many are open.
 #[derive(Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct OpenDeliveries(pub Vec<i64>);
+pub(crate) struct OpenDelivery {}
 
-impl Record for OpenDeliveries {
-    const KIND: &'static str = "open_deliveries";
+impl Record for OpenDelivery {
+    const KIND: &'static str = "open_delivery";
 }
-
-const OPEN: &str = "self";
 
 /// Which note each frame still waiting for a receipt belongs to (built from the store once).
 #[derive(Default)]
@@ -80,8 +79,9 @@ impl FrameIndex {
         if self.loaded {
             return Ok(());
         }
-        for n in tx.load::<OpenDeliveries>(OPEN)?.unwrap_or_default().0 {
-            if let Some(d) = tx.load::<DeliveryRecord>(&n.to_string())? {
+        for (id, _) in tx.load_all::<OpenDelivery>()? {
+            let Ok(n) = id.parse::<i64>() else { continue };
+            if let Some(d) = tx.load::<DeliveryRecord>(&id)? {
                 d.to.iter().filter(|r| r.delivered_at.is_none()).for_each(|r| {
                     self.by_frame.insert(r.frame, n);
                 });
@@ -125,9 +125,7 @@ pub(crate) fn open(
     to.iter().for_each(|r| {
         index.by_frame.insert(r.frame, n);
     });
-    let mut open = tx.load::<OpenDeliveries>(OPEN)?.unwrap_or_default();
-    open.0.push(n);
-    tx.save(OPEN, &open)?;
+    tx.save(&n.to_string(), &OpenDelivery {})?;
     tx.save(&n.to_string(), &DeliveryRecord { sealed_at: now, bound_ms, to })
 }
 
@@ -186,9 +184,7 @@ fn settled(r: &Recipient) -> bool {
 
 fn close_if_settled(tx: &Tx<'_>, n: i64, d: &DeliveryRecord) -> Result<()> {
     if d.to.iter().all(settled) {
-        let mut open = tx.load::<OpenDeliveries>(OPEN)?.unwrap_or_default();
-        open.0.retain(|m| *m != n);
-        tx.save(OPEN, &open)?;
+        tx.remove::<OpenDelivery>(&n.to_string())?;
     }
     Ok(())
 }
